@@ -1,0 +1,26 @@
+"""API server settings; every timing is configurable, upstream's defaults are the defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ServerConfig:
+    data_dir: str
+    bind_address: str = "127.0.0.1"
+    port: int = 6443
+    kubernetes_version: str = "1.33"
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    service_node_port_range: tuple[int, int] = (30000, 32767)
+    token_auth_file: str | None = None
+    anonymous_auth: bool = True
+    # watch: upstream's --min-request-timeout is 1800 s; a watch without timeoutSeconds lasts 1–2× that
+    min_request_timeout: float = 1800.0
+    bookmark_interval: float = 60.0
+    # history kept for watch resume; upstream compacts etcd every 5 minutes
+    compaction_interval: float = 300.0
+    compaction_keep: int = 10000  # revisions always kept behind the current one
+    extra_sans: list[str] = field(default_factory=list)
+    write_kubeconfig: str | None = None
+    fsync: bool = True

@@ -1,0 +1,120 @@
+"""Server-set object metadata: names from generateName, uids, timestamps, generation, create-time status."""
+
+from __future__ import annotations
+
+import copy
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from ..api.resources import ResourceType
+
+# upstream's random-string alphabet (no vowels, no ambiguous characters)
+_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
+_GENERATE_SUFFIX = 5
+_MAX_GENERATE_PREFIX = 63 - _GENERATE_SUFFIX
+
+# Kinds whose status the create strategy resets to its zero value.
+_STATUS_RESET = frozenset({
+    ("apps", "Deployment"), ("apps", "ReplicaSet"), ("apps", "StatefulSet"), ("apps", "DaemonSet"),
+    ("batch", "Job"), ("batch", "CronJob"), ("", "ReplicationController"), ("policy", "PodDisruptionBudget"),
+    ("networking.k8s.io", "Ingress"), ("", "ResourceQuota"),
+})
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def generate_name(prefix: str) -> str:
+    if len(prefix) > _MAX_GENERATE_PREFIX:
+        prefix = prefix[:_MAX_GENERATE_PREFIX]
+    return prefix + "".join(secrets.choice(_ALPHANUMS) for _ in range(_GENERATE_SUFFIX))
+
+
+def _quantity_set(resources: dict[str, Any] | None, section: str) -> dict[str, Any]:
+    return ((resources or {}).get(section) or {}) if isinstance(resources, dict) else {}
+
+
+def qos_class(pod_spec: dict[str, Any]) -> str:
+    """Guaranteed / Burstable / BestEffort, computed from cpu and memory requests and limits."""
+    containers = list(pod_spec.get("containers") or []) + list(pod_spec.get("initContainers") or [])
+    any_set = False
+    guaranteed = True
+    for c in containers:
+        res = c.get("resources") if isinstance(c, dict) else None
+        requests = _quantity_set(res, "requests")
+        limits = _quantity_set(res, "limits")
+        for name in ("cpu", "memory"):
+            if name in requests or name in limits:
+                any_set = True
+            req = requests.get(name, limits.get(name))
+            if name not in limits or str(req) != str(limits[name]):
+                guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+def prepare_for_create(rt: ResourceType, obj: dict[str, Any]) -> None:
+    meta = obj["metadata"]
+    meta["uid"] = str(uuid.uuid4())
+    meta["creationTimestamp"] = now()
+    for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+        meta.pop(field, None)
+    if rt.has_spec:
+        meta["generation"] = 1
+    else:
+        meta.pop("generation", None)
+    key = (rt.group, rt.kind)
+    if key in _STATUS_RESET:
+        obj["status"] = {}
+    elif key == ("", "Pod"):
+        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+    elif key == ("", "Service"):
+        obj["status"] = {"loadBalancer": {}}
+    elif key in (("", "PersistentVolumeClaim"), ("", "PersistentVolume")):
+        obj["status"] = {"phase": "Pending"}
+    elif key == ("", "Namespace"):
+        obj["status"] = {"phase": "Active"}
+
+
+def _without(obj: dict[str, Any], *fields: str) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in fields}
+
+
+def prepare_for_update(rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
+    """Keep what clients may not change through the main resource; bump generation on spec changes."""
+    meta = new["metadata"]
+    old_meta = old["metadata"]
+    for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+        if field in old_meta:
+            meta[field] = old_meta[field]
+        else:
+            meta.pop(field, None)
+    meta.pop("selfLink", None)
+    if rt.subresource("status") is not None and rt.kind not in ("Namespace",):
+        if "status" in old:
+            new["status"] = copy.deepcopy(old["status"])
+        else:
+            new.pop("status", None)
+    if rt.kind == "Namespace" and "status" in old:
+        new["status"] = copy.deepcopy(old["status"])
+    if rt.has_spec:
+        generation = old_meta.get("generation", 1)
+        if _without(new, "metadata", "status", "apiVersion", "kind") != _without(
+                old, "metadata", "status", "apiVersion", "kind"):
+            generation += 1
+        meta["generation"] = generation
+    elif "generation" in old_meta:
+        meta["generation"] = old_meta["generation"]
+    else:
+        meta.pop("generation", None)
+
+
+def same_object(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal apart from resourceVersion: such an update writes nothing, as upstream."""
+    ma = {k: v for k, v in (a.get("metadata") or {}).items() if k != "resourceVersion"}
+    mb = {k: v for k, v in (b.get("metadata") or {}).items() if k != "resourceVersion"}
+    return ma == mb and _without(a, "metadata") == _without(b, "metadata")
