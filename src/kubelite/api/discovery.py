@@ -53,7 +53,7 @@ def version_priority(version: str) -> tuple:
     return (rank, -major, -minor, version)
 
 
-def _versions_of(registry: Registry, group: str) -> list[str]:
+def versions_of(registry: Registry, group: str) -> list[str]:
     versions = {rt.version for rt in registry if rt.group == group}
     return sorted(versions, key=version_priority)
 
@@ -154,7 +154,7 @@ def api_resource_list(registry: Registry, group: str, version: str) -> dict[str,
 
 
 def _group_entry(registry: Registry, group: str) -> dict[str, Any] | None:
-    versions = _versions_of(registry, group)
+    versions = versions_of(registry, group)
     if not versions:
         return None
     listed = [{"groupVersion": _gv(group, v), "version": v} for v in versions]
@@ -210,7 +210,7 @@ def _aggregated_group(registry: Registry, group: str) -> dict[str, Any]:
         {"version": v,
          "resources": [_aggregated_resource(rt) for rt in _sorted_types(registry, group, v)],
          "freshness": "Current"}
-        for v in _versions_of(registry, group)
+        for v in versions_of(registry, group)
     ]
     return {"metadata": metadata, "versions": versions}
 
@@ -222,7 +222,7 @@ def aggregated_discovery(registry: Registry, core: bool, api_version: str = "api
     the shape is the same.
     """
     if core:
-        items = [_aggregated_group(registry, "")] if _versions_of(registry, "") else []
+        items = [_aggregated_group(registry, "")] if versions_of(registry, "") else []
     else:
         items = [_aggregated_group(registry, g) for g, _ in registry.groups()]
     return {"kind": "APIGroupDiscoveryList", "apiVersion": api_version, "metadata": {}, "items": items}

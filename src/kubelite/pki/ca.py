@@ -158,6 +158,8 @@ def ensure_cluster_pki(
 ) -> ClusterPKI:
     """Load the PKI under `<data_dir>/pki/`, creating or repairing whatever is missing."""
     pki_dir = os.path.join(data_dir, "pki")
+    if not os.path.isdir(data_dir):
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
     os.makedirs(pki_dir, mode=0o700, exist_ok=True)
     os.chmod(pki_dir, 0o700)
 
@@ -370,13 +372,13 @@ def _ensure_sa(pki_dir: str) -> None:
     key_path = os.path.join(pki_dir, "sa.key")
     pub_path = os.path.join(pki_dir, "sa.pub")
     key_pem = _read_optional(key_path)
-    key = None
     if key_pem is not None:
+        # Never replace an unreadable signing key silently: that would void every issued token.
         try:
             key = certs.load_key(key_pem)
-        except ValueError:
-            key = None
-    if key is None:
+        except ValueError as e:
+            raise RuntimeError(f"cannot load the service-account signing key {key_path}: {e}") from e
+    else:
         key = certs.new_key()
         certs.write_atomic(key_path, certs.key_to_pem(key), certs.KEY_MODE)
     pub_pem = certs.public_key_to_pem(key)

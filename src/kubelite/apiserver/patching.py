@@ -1,0 +1,179 @@
+"""PATCH on resources and their status/scale subresources: JSON patch, merge patch, strategic merge, apply."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from aiohttp import web
+
+from ..api import errors, patch, selectors, validation
+from ..api.resources import ResourceType
+from . import body as bodies
+from . import rest
+from .context import ApiContext
+from .request_info import RequestInfo
+from .responses import object_response
+
+MAX_JSON_PATCH_OPS = 10000
+
+
+def _decode_patch(raw: bytes, mtype: str) -> Any:
+    if mtype == bodies.APPLY_PATCH:
+        return bodies.loads_yaml(raw)
+    if mtype in (bodies.JSON_PATCH, bodies.MERGE_PATCH, bodies.STRATEGIC_PATCH):
+        return bodies.loads_json(raw)
+    raise errors.ApiError(
+        415, "UnsupportedMediaType",
+        f'the body of the request was in an unknown format - accepted media types include: '
+        f'{bodies.JSON_PATCH}, {bodies.MERGE_PATCH}, {bodies.STRATEGIC_PATCH}, {bodies.APPLY_PATCH}')
+
+
+def apply_patch(rt: ResourceType, doc: dict[str, Any], mtype: str, data: Any, schema_name: str) -> dict[str, Any]:
+    if mtype == bodies.JSON_PATCH:
+        if not isinstance(data, list):
+            raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+        if len(data) > MAX_JSON_PATCH_OPS:
+            raise errors.too_large(
+                f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPS}, got {len(data)}")
+        result = patch.json_patch(doc, data)
+    elif not isinstance(data, dict):
+        raise errors.bad_request("the body of the patch must be a JSON object")
+    elif mtype == bodies.MERGE_PATCH:
+        result = patch.merge_patch(doc, data)
+    elif mtype == bodies.STRATEGIC_PATCH:
+        if not schema_name:
+            raise errors.ApiError(
+                415, "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{bodies.JSON_PATCH}, {bodies.MERGE_PATCH}, {bodies.APPLY_PATCH}")
+        result = patch.strategic_merge_patch(doc, data, schema_name)
+    else:
+        # server-side apply without field ownership yet: a strategic merge of the applied configuration
+        result = patch.strategic_merge_patch(doc, data, schema_name) if schema_name else patch.merge_patch(doc, data)
+    if not isinstance(result, dict):
+        raise errors.bad_request("the patched object is not a JSON object")
+    return result
+
+
+async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType) -> web.Response:
+    mode = rest.field_validation(request)
+    dry = rest.dry_run(request)
+    mtype = bodies.media_type(request)
+    raw = await bodies.read_raw(request)
+    data = _decode_patch(raw, mtype)
+    is_apply = mtype == bodies.APPLY_PATCH
+    if is_apply:
+        if not request.query.get("fieldManager"):
+            raise errors.bad_request("PATCH requests of type apply must have a field manager set "
+                                     "(e.g. 'fieldManager=kubectl')")
+        if not isinstance(data, dict):
+            raise errors.bad_request("the body of an apply patch must be an object")
+    elif request.query.get("force"):
+        raise errors.bad_request("force: Forbidden: may not be specified for non-apply patch")
+    warnings: list[str] = []
+    precondition = None
+    if isinstance(data, dict):
+        precondition = (data.get("metadata") or {}).get("resourceVersion") if isinstance(
+            data.get("metadata"), dict) else None
+
+    if info.subresource == "scale":
+        return await _patch_scale(ctx, request, info, rt, mtype, data, dry)
+
+    def mutate(current: dict[str, Any]) -> dict[str, Any]:
+        patched = apply_patch(rt, current, mtype, copy.deepcopy(data), rt.schema_name)
+        rest._check_type(rt, patched)
+        warnings[:] = validation.check_fields(rt, patched, mode)
+        if info.subresource == "status":
+            merged = copy.deepcopy(current)
+            merged["status"] = patched.get("status")
+            if merged["status"] is None:
+                merged.pop("status")
+            return merged
+        return patched
+
+    def create_missing() -> dict[str, Any]:
+        obj = copy.deepcopy(data)
+        rest._check_type(rt, obj)
+        warnings[:] = validation.check_fields(rt, obj, mode)
+        meta = obj["metadata"]
+        if meta.get("name") and meta["name"] != info.name:
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({info.name})")
+        meta["name"] = info.name
+        return obj
+
+    result, status = await rest.update_object(
+        ctx, rt, info, mutate, precondition=precondition, dry=dry, subresource=info.subresource,
+        create_missing=create_missing if is_apply and not info.subresource else None)
+    return object_response(request, result, status, warnings)
+
+
+# ---------------------------------------------------------------- scale
+
+
+def scale_of(rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj["metadata"]
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    selector = spec.get("selector")
+    if rt.kind == "ReplicationController":
+        text = ",".join(f"{k}={v}" for k, v in sorted((selector or {}).items()))
+    else:
+        text = selectors.label_selector_to_string(selector) if selector else ""
+    scale_meta = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                  if k in meta}
+    scale_status: dict[str, Any] = {"replicas": status.get("replicas", 0)}
+    if text:
+        scale_status["selector"] = text
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": scale_meta,
+            "spec": {"replicas": spec.get("replicas", 0)}, "status": scale_status}
+
+
+def _replicas_from(scale: dict[str, Any], rt: ResourceType, name: str) -> int:
+    replicas = (scale.get("spec") or {}).get("replicas", 0)
+    if not isinstance(replicas, int) or isinstance(replicas, bool):
+        raise errors.bad_request('Scale in version "v1" cannot be handled as a Scale: json: cannot unmarshal '
+                                 'into Go struct field ScaleSpec.spec.replicas of type int32')
+    if replicas < 0:
+        raise errors.invalid("Scale", "autoscaling", name, [{
+            "type": "FieldValueInvalid", "field": "spec.replicas",
+            "message": f"Invalid value: {replicas}: must be greater than or equal to 0"}])
+    return replicas
+
+
+async def get_scale(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType) -> web.Response:
+    kv = await ctx.store.get(rt.key(info.namespace, info.name))
+    if kv is None:
+        raise errors.not_found(rt.resource, rt.group, info.name)
+    from . import codec
+
+    return object_response(request, scale_of(rt, codec.decode_kv(kv)))
+
+
+async def update_scale(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType) -> web.Response:
+    dry = rest.dry_run(request)
+    body = await rest.read_object(request)
+    if body.get("kind") not in (None, "", "Scale"):
+        raise errors.bad_request(f"the kind in the data ({body.get('kind')}) does not match the expected kind (Scale)")
+    replicas = _replicas_from(body, rt, info.name)
+    precondition = (body.get("metadata") or {}).get("resourceVersion") or None
+
+    def mutate(current: dict[str, Any]) -> dict[str, Any]:
+        current.setdefault("spec", {})["replicas"] = replicas
+        return current
+
+    result, _ = await rest.update_object(ctx, rt, info, mutate, precondition=precondition, dry=dry)
+    return object_response(request, scale_of(rt, result))
+
+
+async def _patch_scale(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType, mtype: str,
+                       data: Any, dry: bool) -> web.Response:
+    def mutate(current: dict[str, Any]) -> dict[str, Any]:
+        scale = scale_of(rt, current)
+        patched = apply_patch(rt, scale, mtype, copy.deepcopy(data), "io.k8s.api.autoscaling.v1.Scale")
+        current.setdefault("spec", {})["replicas"] = _replicas_from(patched, rt, info.name)
+        return current
+
+    result, _ = await rest.update_object(ctx, rt, info, mutate, dry=dry)
+    return object_response(request, scale_of(rt, result))
