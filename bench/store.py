@@ -122,8 +122,31 @@ async def bench(directory: str, fsync: bool) -> None:
     await replay.close()
     print(f"watch replay of 10,000 events    {(time.perf_counter() - t) * 1e3:8.1f} ms")
 
-    for i in range(10_000):  # history to compact: every configmap updated once
-        pass
+    # reads while 8 writers keep the writer thread busy
+    stop = False
+
+    async def busy_writer(w: int) -> None:
+        i = 0
+        while not stop:
+            await store.create(f"/registry/pods/load/w{w}-{i}", VALUE)
+            i += 1
+
+    writers = [asyncio.create_task(busy_writer(w)) for w in range(8)]
+    await asyncio.sleep(0.05)
+    lat = []
+    for key in keys[:2000]:
+        t = time.perf_counter()
+        await store.get(key)
+        lat.append(time.perf_counter() - t)
+        await asyncio.sleep(0)
+    t = time.perf_counter()
+    page = await store.list("/registry/configmaps/big/", limit=500)
+    listed = time.perf_counter() - t
+    stop = True
+    await asyncio.gather(*writers)
+    print(f"under write load: get p99 {pct(lat, .99) * 1e3:.3f} ms, list 500 {listed * 1e3:.1f} ms")
+
+    # history to compact: every configmap updated once more
     await asyncio.gather(*(store.update(f"/registry/configmaps/big/c{c}-{i:04d}", VALUE)
                            for c in range(10) for i in range(1000)))
     rows = store.current_revision

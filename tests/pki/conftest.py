@@ -39,7 +39,7 @@ class Server:
             "authorization": request.headers.get("Authorization"),
         }
         self.seen.append(seen)
-        if request.path == "/version":
+        if request.path.rstrip("/") == "/version":
             return web.json_response(VERSION)
         return web.json_response(
             {"identity": list(from_dict) if from_dict else None, "authorization": seen["authorization"]}

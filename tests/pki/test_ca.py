@@ -269,3 +269,19 @@ def test_generation_and_load_are_fast(tmp_path):
     load = time.perf_counter() - start
     assert generate < 0.2, generate
     assert load < 0.02, load
+
+
+def test_concurrent_first_start_makes_one_ca(tmp_path):
+    import sys
+
+    code = (
+        "import sys; from kubelite.pki import ensure_cluster_pki; "
+        "print(ensure_cluster_pki(sys.argv[1]).ca_hash())"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    hashes = {p.communicate(timeout=30)[0].strip() for p in procs}
+    assert len(hashes) == 1
+    assert hashes == {ensure_cluster_pki(str(tmp_path)).ca_hash()}

@@ -74,16 +74,30 @@ async def _handshake(port: int, ctx: ssl.SSLContext) -> ssl.SSLObject:
     return obj
 
 
-async def test_tls_1_1_refused(server, pki):
+def _tls11_client(pki) -> ssl.SSLContext:
     ctx = client_ssl_context(pki)
+    ctx.set_ciphers("ALL:@SECLEVEL=0")
     ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
     ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+    return ctx
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+async def test_tls_1_1_refused(server, pki):
+    # Control: this client does speak TLS 1.1 to a server that allows it.
+    permissive = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    permissive.set_ciphers("ALL:@SECLEVEL=0")
+    permissive.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    permissive.load_cert_chain(pki.serving_cert_path, pki.serving_key_path)
+    control = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=permissive)
     try:
-        ctx.set_ciphers("ALL:@SECLEVEL=0")
-    except ssl.SSLError:
-        pass
+        obj = await _handshake(control.sockets[0].getsockname()[1], _tls11_client(pki))
+        assert obj.version() == "TLSv1.1"
+    finally:
+        control.close()
+        await control.wait_closed()
     with pytest.raises((ssl.SSLError, ConnectionError)):
-        await _handshake(server.port, ctx)
+        await _handshake(server.port, _tls11_client(pki))
 
 
 async def test_tls12_weak_cipher_refused_strong_accepted(server, pki):

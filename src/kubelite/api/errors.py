@@ -127,7 +127,7 @@ def unsupported_media_type(content_type: str) -> ApiError:
 
 
 def not_acceptable(accept: str) -> ApiError:
-    return ApiError(406, "NotAcceptable", f"only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf")
+    return ApiError(406, "NotAcceptable", "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf")
 
 
 def timeout(message: str) -> ApiError:

@@ -160,9 +160,8 @@ def _time(data: bytes, micro: bool) -> str | None:
         t = _EPOCH + timedelta(seconds=seconds, microseconds=nanos // 1000)
     except OverflowError:
         raise _Malformed("time out of range") from None
-    if micro:
-        return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond:06d}Z"
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}"
+    return f"{text}.{t.microsecond:06d}Z" if micro else text + "Z"
 
 
 def go_duration(nanos: int) -> str:
@@ -298,7 +297,39 @@ def _message(name: str, data: bytes, depth: int) -> Any:
     for sub in inline:
         for k, v in sub.items():
             out.setdefault(k, v)
+    for json_name, kind, flags in _always_printed(name):
+        if json_name not in out:
+            out[json_name] = _absent_value(kind, flags, depth)
     return out
+
+
+_ALWAYS: dict[str, list[tuple[str, Any, int]]] = {}
+
+
+def _always_printed(name: str) -> list[tuple[str, Any, int]]:
+    """Fields Go's JSON prints even when unset: value structs, and fields without omitempty."""
+    fields = _ALWAYS.get(name)
+    if fields is None:
+        fields = []
+        for json_name, kind, flags in MESSAGES[name].values():
+            if flags & INLINE:
+                continue
+            value_struct = isinstance(kind, str) and "." in kind and not flags & (POINTER | REPEATED)
+            if flags & REQUIRED or value_struct:
+                fields.append((json_name, kind, flags))
+        _ALWAYS[name] = fields
+    return fields
+
+
+def _absent_value(kind: Any, flags: int, depth: int) -> Any:
+    if flags & (POINTER | REPEATED) or isinstance(kind, tuple):
+        return None  # nil pointer, slice or map
+    if "." in kind:
+        return _message(kind, b"", depth + 1)
+    return _ZEROS.get(kind, 0)
+
+
+_ZEROS: dict[str, Any] = {"string": "", "bytes": None, "bool": False, "double": 0.0, "float": 0.0}
 
 
 def _envelope(body: bytes, depth: int = 0) -> dict[str, Any]:

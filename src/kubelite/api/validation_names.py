@@ -41,7 +41,7 @@ _GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", 
 
 def _go_printable(ch: str) -> bool:
     cat = unicodedata.category(ch)
-    return not (cat[0] in "CZ") or ch == " "
+    return cat[0] not in "CZ" or ch == " "
 
 
 def go_value(v: Any) -> str:
@@ -253,7 +253,8 @@ def is_valid_label_value(value: str) -> list[str]:
     if len(value) > LABEL_VALUE_MAX:
         errs.append(max_len_error(LABEL_VALUE_MAX))
     if not _full(_LABEL_VALUE, value):
-        errs.append(regex_error("a valid label must be an empty string or " + _QUALIFIED_NAME_MSG,
+        errs.append(regex_error("a valid label must be an empty string or consist of alphanumeric characters, "
+                                "'-', '_' or '.', and must start and end with an alphanumeric character",
                                 LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
     return errs
 

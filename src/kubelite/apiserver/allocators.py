@@ -98,8 +98,10 @@ class ServiceAllocators:
 
     # ------------------------------------------------------------ lifecycle
 
-    def allocate(self, svc: dict[str, Any], old: dict[str, Any] | None) -> None:
-        """Fill in clusterIP(s) and nodePorts on create or update; raise 422 on conflicts."""
+    def allocate(self, svc: dict[str, Any], old: dict[str, Any] | None) -> list[tuple[str, Any]]:
+        """Fill in clusterIP(s) and nodePorts on create or update; raise 422 on conflicts.
+
+        Returns what was newly taken, for `free` if the write does not land."""
         spec = svc.setdefault("spec", {})
         name = svc["metadata"].get("name", "")
         svc_type = spec.get("type", "ClusterIP")
@@ -142,20 +144,15 @@ class ServiceAllocators:
                 port["nodePort"] = self._allocate_port(name, i, protocol, requested)
                 taken.append(("port", (port["nodePort"], protocol)))
         except errors.ApiError:
-            self._free(taken)
+            self.free(taken)
             raise
-        svc.setdefault("metadata", {})["_allocated"] = taken  # removed before storing; see pop_pending
+        return taken
 
     @staticmethod
     def _owned(spec: dict[str, Any]) -> set[tuple[int, str]]:
         return {(p["nodePort"], p.get("protocol", "TCP")) for p in spec.get("ports") or [] if p.get("nodePort")}
 
-    def pop_pending(self, svc: dict[str, Any] | None) -> list[tuple[str, Any]]:
-        if svc is None:
-            return []
-        return svc.get("metadata", {}).pop("_allocated", []) or []
-
-    def _free(self, taken: list[tuple[str, Any]]) -> None:
+    def free(self, taken: list[tuple[str, Any]]) -> None:
         for what, value in taken:
             if what == "ip":
                 self.ips.discard(value)
@@ -172,9 +169,6 @@ class ServiceAllocators:
             self.ips.discard(ip)
         for port in self._owned(old_spec) - self._owned(new_spec):
             self.ports.discard(port)
-
-    def rollback(self, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
-        self._free(self.pop_pending(new))
 
     def release(self, svc: dict[str, Any]) -> None:
         spec = svc.get("spec") or {}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 import secrets
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 from ..api.resources import ResourceType
+from ..api.timefmt import now_rfc3339
 
 # upstream's random-string alphabet (no vowels, no ambiguous characters)
 _ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
@@ -21,10 +21,6 @@ _STATUS_RESET = frozenset({
     ("batch", "Job"), ("batch", "CronJob"), ("", "ReplicationController"), ("policy", "PodDisruptionBudget"),
     ("networking.k8s.io", "Ingress"), ("", "ResourceQuota"),
 })
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def generate_name(prefix: str) -> str:
@@ -60,7 +56,7 @@ def qos_class(pod_spec: dict[str, Any]) -> str:
 def prepare_for_create(rt: ResourceType, obj: dict[str, Any]) -> None:
     meta = obj["metadata"]
     meta["uid"] = str(uuid.uuid4())
-    meta["creationTimestamp"] = now()
+    meta["creationTimestamp"] = now_rfc3339()
     for field in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
         meta.pop(field, None)
     if rt.has_spec:

@@ -199,10 +199,7 @@ def _decode_continue(token: str, prefix: str) -> tuple[int, str]:
 
 
 def include_object(request: web.Request) -> str:
-    value = request.query.get("includeObject", "") or "Metadata"
-    if value not in ("None", "Metadata", "Object"):
-        raise errors.bad_request(f'includeObject: Unsupported value: "{value}"')
-    return value
+    return tables.check_include_object(request.query.get("includeObject"))
 
 
 # ---------------------------------------------------------------- read verbs
@@ -229,7 +226,7 @@ async def list_objects(ctx: ApiContext, request: web.Request, info: RequestInfo,
     limit = _int_param(request, "limit") or 0
     prefix = rt.prefix(info.namespace or None)
     # a fieldSelector on metadata.name (kubectl's delete-wait, rollout status) reads one key
-    exact_name = field_sel.exact("metadata.name") if field_sel is not None and hasattr(field_sel, "exact") else None
+    exact_name = field_sel.name if field_sel is not None else None
     revision = 0
     start_key = ""
     token = request.query.get("continue", "")
@@ -360,25 +357,36 @@ async def create_object(ctx: ApiContext, rt: ResourceType, obj: dict[str, Any], 
     name = meta["name"]
     await _namespace_lifecycle(ctx, rt, info.namespace, name)
     await run_admission(ctx, Operation.CREATE, rt, obj, None, info, dry)
+    taken = _allocate(ctx, rt, obj, None)
     if dry:
+        _free(ctx, taken)
         return obj, 201
     try:
         kv = await ctx.store.create(rt.key(info.namespace, name), _finish_for_store(rt, obj))
     except KeyExistsError:
-        await _rollback(ctx, rt, obj, None)
+        _free(ctx, taken)
         raise errors.already_exists(rt.resource, rt.group, name) from None
     except BaseException:
-        await _rollback(ctx, rt, obj, None)
+        _free(ctx, taken)
         raise
     meta["resourceVersion"] = str(kv.mod_revision)
     return obj, 201
 
 
-async def _rollback(ctx: ApiContext, rt: ResourceType, obj: dict[str, Any] | None,
-                    old: dict[str, Any] | None) -> None:
-    """Undo admission side effects (allocated IPs and ports) of a write that did not land."""
-    if ctx.allocators is not None and rt.kind == "Service" and rt.group == "":
-        ctx.allocators.rollback(obj, old)
+def _is_service(rt: ResourceType) -> bool:
+    return rt.kind == "Service" and rt.group == ""
+
+
+def _allocate(ctx: ApiContext, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> list:
+    """Cluster IPs and node ports for Services, taken before the write and freed if it does not land."""
+    if ctx.allocators is None or not _is_service(rt):
+        return []
+    return ctx.allocators.allocate(obj, old)
+
+
+def _free(ctx: ApiContext, taken: list) -> None:
+    if taken:
+        ctx.allocators.free(taken)
 
 
 async def update(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType) -> web.Response:
@@ -437,34 +445,35 @@ async def update_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, mu
         objectmeta.prepare_for_update(rt, new, current)
         validation.validate(rt, new, current)
         await run_admission(ctx, Operation.UPDATE, rt, new, current, info, dry)
+        taken = _allocate(ctx, rt, new, current)
         if objectmeta.same_object(new, current):
+            _free(ctx, taken)
             return current, 200
         if dry:
+            _free(ctx, taken)
             return new, 200
         meta = new["metadata"]
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and _deletion_due(rt, new):
+            _free(ctx, taken)
             try:
                 _, rev = await ctx.store.delete(key, kv.mod_revision)
             except (RevisionMismatchError, KeyNotFoundError):
                 continue
-            await _released(ctx, rt, new)
+            await _released(ctx, rt, current)
             meta["resourceVersion"] = str(rev)
             return new, 200
         try:
             written = await ctx.store.update(key, _finish_for_store(rt, new), kv.mod_revision)
-        except RevisionMismatchError:
-            await _rollback(ctx, rt, new, current)
-            if precondition is not None:
-                raise errors.stale(rt.resource, rt.group, info.name) from None
-            continue
-        except KeyNotFoundError:
-            await _rollback(ctx, rt, new, current)
+        except (RevisionMismatchError, KeyNotFoundError):
+            _free(ctx, taken)
             if precondition is not None:
                 raise errors.stale(rt.resource, rt.group, info.name) from None
             continue
         except BaseException:
-            await _rollback(ctx, rt, new, current)
+            _free(ctx, taken)
             raise
+        if ctx.allocators is not None and _is_service(rt):
+            ctx.allocators.committed(new, current)
         meta["resourceVersion"] = str(written.mod_revision)
         return new, 200
     raise errors.ApiError(409, "Conflict", f'Operation cannot be fulfilled on {errors.qualified(rt.resource, rt.group)} '
@@ -476,7 +485,7 @@ def _deletion_due(rt: ResourceType, obj: dict[str, Any]) -> bool:
 
 
 async def _released(ctx: ApiContext, rt: ResourceType, obj: dict[str, Any]) -> None:
-    if ctx.allocators is not None and rt.kind == "Service" and rt.group == "":
+    if ctx.allocators is not None and _is_service(rt):
         ctx.allocators.release(obj)
 
 

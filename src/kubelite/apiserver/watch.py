@@ -96,23 +96,22 @@ async def watch(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Re
         await response.write(_status_event(errors.gone("The resourceVersion for the provided watch is too old.")))
         return response
     cache: DecodeCache = request.app["watch_decode_cache"]
-    queue: asyncio.Queue = asyncio.Queue()
+    # bounded: a slow client stalls only its own pump, and the store's watch catches up from history
+    queue: asyncio.Queue = asyncio.Queue(maxsize=1024)
 
     async def pump() -> None:
         try:
             async for event in store_watch:
-                queue.put_nowait(event)
+                await queue.put(event)
         except CompactedError:
-            queue.put_nowait(errors.gone("The resourceVersion for the provided watch is too old."))
-        except Exception as e:  # a watch that falls behind is ended so the client re-lists
-            queue.put_nowait(errors.gone(f"watch closed: {e}"))
-        finally:
-            queue.put_nowait(_END)
+            await queue.put(errors.gone("The resourceVersion for the provided watch is too old."))
+        except Exception as e:  # a watch that cannot continue is ended so the client re-lists
+            await queue.put(errors.gone(f"watch closed: {e}"))
+        await queue.put(_END)
 
     def encode(kind: str, obj: dict[str, Any]) -> bytes:
         if as_table:
-            obj = tables.to_table(rt, [obj], include_object=include,
-                                  resource_version=obj["metadata"].get("resourceVersion", ""))
+            obj = tables.to_table_event(rt, obj, include_object=include)
         return orjson.dumps({"type": kind, "object": obj}) + b"\n"
 
     pump_task = asyncio.create_task(pump())
@@ -147,11 +146,12 @@ async def watch(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Re
                 await response.write(_status_event(item))
                 break
             lines = []
+            pending_end = None
             batch = [item]
             while not queue.empty():
                 extra = queue.get_nowait()
                 if extra is _END or isinstance(extra, errors.ApiError):
-                    queue.put_nowait(extra)
+                    pending_end = extra
                     break
                 batch.append(extra)
             for event in batch:
@@ -161,6 +161,10 @@ async def watch(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Re
                     lines.append(line)
             if lines:
                 await response.write(b"".join(lines))
+            if pending_end is not None:
+                if isinstance(pending_end, errors.ApiError):
+                    await response.write(_status_event(pending_end))
+                break
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:

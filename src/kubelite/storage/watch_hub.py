@@ -104,6 +104,11 @@ class HubWatch(Watch):
         """The revision of the last event handed out (or the revision the watch started from)."""
         return self._last
 
+    @property
+    def overflows(self) -> int:
+        """How often the live buffer overflowed and the watch fell back to reading the history."""
+        return self._drops
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -1,0 +1,156 @@
+"""Starting and stopping the API server: PKI, store, bootstrap objects, HTTPS listener, compaction."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ..api import errors
+from ..api.resources import Registry
+from ..pki.ca import ClusterPKI, ensure_cluster_pki
+from ..pki.kubeconfig import write_kubeconfig
+from ..pki.tls import server_ssl_context
+from ..pki.tokenfile import parse_token_file
+from ..storage.sqlite import SQLiteStore
+from . import bootstrap
+from .allocators import ServiceAllocators
+from .app import build_app
+from .authn import Authentication, TokenFileAuthenticator, X509Authenticator
+from .authz import AuthenticatedAllowAuthorizer
+from .config import ServerConfig
+from .context import ApiContext
+
+log = logging.getLogger("kubelite.apiserver")
+
+
+class StartupError(Exception):
+    """A problem the user must fix (port in use, unwritable data dir): printed as one line."""
+
+
+def admin_kubeconfig_path(data_dir: str) -> str:
+    return os.path.join(data_dir, "admin.kubeconfig")
+
+
+@dataclass
+class RunningServer:
+    config: ServerConfig
+    ctx: ApiContext
+    runner: web.AppRunner
+    pki: ClusterPKI
+    kubeconfig: str
+    url: str
+    _compactor: asyncio.Task | None = None
+
+    async def stop(self) -> None:
+        if self._compactor is not None:
+            self._compactor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._compactor
+        await self.runner.cleanup()
+        await self.ctx.store.close()
+
+
+def _prepare_data_dir(path: str) -> None:
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+        probe = os.path.join(path, ".write-test")
+        with open(probe, "w") as f:
+            f.write("")
+        os.unlink(probe)
+    except OSError as e:
+        raise StartupError(f"data dir {path} is not writable: {e.strerror or e}") from None
+
+
+def _advertise_address(bind: str) -> str:
+    """The address the `kubernetes` Service's endpoint points at: a routable address of this host."""
+    if bind not in ("0.0.0.0", "::", "127.0.0.1", "localhost", "::1"):
+        return bind
+    with contextlib.suppress(OSError):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))  # no packet is sent; this only picks the outbound interface
+            addr = s.getsockname()[0]
+            if not addr.startswith("127."):
+                return addr
+    return "127.0.0.1"
+
+
+async def start(config: ServerConfig) -> RunningServer:
+    _prepare_data_dir(config.data_dir)
+    allocators = ServiceAllocators(config.service_cluster_ip_range, config.service_node_port_range)
+    loop = asyncio.get_running_loop()
+    pki_task = loop.run_in_executor(None, lambda: ensure_cluster_pki(
+        config.data_dir, addresses=list(config.extra_sans), service_ip=allocators.first_ip))
+    store = SQLiteStore(os.path.join(config.data_dir, "state.db"), fsync=config.fsync)
+    await store.start()
+    try:
+        pki = await pki_task
+        authenticators: list = [X509Authenticator()]
+        if config.token_auth_file:
+            try:
+                authenticators.append(TokenFileAuthenticator(parse_token_file(config.token_auth_file)))
+            except ValueError as e:
+                raise StartupError(str(e)) from None
+        ctx = ApiContext(config=config, store=store, registry=Registry(), allocators=allocators)
+        await allocators.load(store)
+        advertise = _advertise_address(config.bind_address)
+        await bootstrap.ensure_objects(ctx, advertise)
+        app = build_app(ctx, Authentication(authenticators, config.anonymous_auth), AuthenticatedAllowAuthorizer())
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, config.bind_address, config.port, ssl_context=server_ssl_context(pki),
+                           backlog=1024, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as e:
+            await runner.cleanup()
+            if e.errno == errno.EADDRINUSE:
+                raise StartupError(f"port {config.port} on {config.bind_address} is already in use") from None
+            raise StartupError(f"cannot listen on {config.bind_address}:{config.port}: {e.strerror or e}") from None
+    except BaseException:
+        await store.close()
+        raise
+    port = config.port
+    if port == 0:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        config.port = port
+    host = config.bind_address if config.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
+    url = f"https://{host}:{port}"
+    kubeconfig = admin_kubeconfig_path(config.data_dir)
+    _write_admin_kubeconfig(pki, url, kubeconfig)
+    if config.write_kubeconfig:
+        _write_admin_kubeconfig(pki, url, config.write_kubeconfig)
+    ctx.ready = True
+    server = RunningServer(config, ctx, runner, pki, kubeconfig, url)
+    server._compactor = asyncio.create_task(_compaction_loop(ctx))
+    return server
+
+
+def _write_admin_kubeconfig(pki: ClusterPKI, url: str, path: str) -> None:
+    cert, key = pki.admin_cert_pem, pki.admin_key_pem
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    write_kubeconfig(path, server=url, ca_pem=pki.ca_cert_pem, client_cert_pem=cert, client_key_pem=key)
+
+
+async def _compaction_loop(ctx: ApiContext) -> None:
+    """Forget old history periodically, as upstream compacts etcd, keeping a window for watch resumes."""
+    interval = ctx.config.compaction_interval
+    while True:
+        await asyncio.sleep(interval)
+        target = ctx.store.current_revision - ctx.config.compaction_keep
+        if target > ctx.store.compacted_revision:
+            try:
+                await ctx.store.compact(target)
+            except Exception:
+                log.exception("compaction failed")
+
+
+__all__ = ["RunningServer", "StartupError", "start", "admin_kubeconfig_path", "errors"]

@@ -1,0 +1,133 @@
+"""The `kubelite` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+
+DEFAULT_PORT = 6443
+
+
+def default_data_dir() -> str:
+    env = os.environ.get("KUBELITE_DATA_DIR")
+    if env:
+        return env
+    if os.geteuid() == 0:
+        return "/var/lib/kubelite"
+    return os.path.join(os.path.expanduser("~"), ".kubelite")
+
+
+def _add_server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=default_data_dir(),
+                   help="where the store, certificates and kubeconfig live (default: %(default)s)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTPS port of the API server (default: 6443)")
+    p.add_argument("--bind-address", default="127.0.0.1",
+                   help="address the API server listens on (default: 127.0.0.1; 0.0.0.0 opens it to the network)")
+    p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12",
+                   help="CIDR the Service cluster IPs come from (default: %(default)s)")
+    p.add_argument("--service-node-port-range", default="30000-32767",
+                   help="port range of NodePort Services (default: %(default)s)")
+    p.add_argument("--token-auth-file", default=None,
+                   help="static bearer tokens, upstream's CSV format: token,user,uid,\"group1,group2\"")
+    p.add_argument("--anonymous-auth", default="true", choices=("true", "false"),
+                   help="let requests without credentials in as system:anonymous (default: true)")
+    p.add_argument("--tls-san", action="append", default=[],
+                   help="extra name or address for the serving certificate (repeatable)")
+    p.add_argument("--write-kubeconfig", default=None,
+                   help="also write the admin kubeconfig to this path (e.g. ~/.kube/config)")
+    p.add_argument("--kubernetes-version", default="1.33", help="Kubernetes API version served (default: 1.33)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log requests and internals")
+
+
+def _config(args: argparse.Namespace):
+    from .apiserver.config import ServerConfig
+
+    try:
+        low, high = (int(x) for x in args.service_node_port_range.split("-", 1))
+    except ValueError:
+        raise SystemExit(f"kubelite: error: --service-node-port-range must look like 30000-32767, "
+                         f"got {args.service_node_port_range!r}") from None
+    from .api import schemas
+
+    version = args.kubernetes_version.removeprefix("v")
+    version = ".".join(version.split(".")[:2])
+    if not schemas.available(version):
+        raise SystemExit(f"kubelite: error: Kubernetes version {args.kubernetes_version} is not available "
+                         f"(the installed kubernetes-validate has no schemas for it)")
+    write_kubeconfig = os.path.expanduser(args.write_kubeconfig) if args.write_kubeconfig else None
+    return ServerConfig(
+        data_dir=os.path.abspath(os.path.expanduser(args.data_dir)), bind_address=args.bind_address,
+        port=args.port, kubernetes_version=version, service_cluster_ip_range=args.service_cluster_ip_range,
+        service_node_port_range=(low, high), token_auth_file=args.token_auth_file,
+        anonymous_auth=args.anonymous_auth == "true", extra_sans=list(args.tls_san),
+        write_kubeconfig=write_kubeconfig)
+
+
+async def _serve(args: argparse.Namespace, what: str) -> int:
+    from .apiserver.server import StartupError, start
+
+    began = time.monotonic()
+    config = _config(args)
+    try:
+        server = await start(config)
+    except StartupError as e:
+        print(f"kubelite: error: {e}", file=sys.stderr)
+        return 1
+    elapsed = time.monotonic() - began
+    print(f"kubelite {what}: API server ready at {server.url} in {elapsed:.2f}s", file=sys.stderr)
+    print(f"kubelite {what}: kubeconfig: {server.kubeconfig}", file=sys.stderr)
+    print(f"kubelite {what}:   export KUBECONFIG={server.kubeconfig}", file=sys.stderr)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    print(f"kubelite {what}: stopping", file=sys.stderr)
+    await server.stop()
+    return 0
+
+
+def _run(coro) -> int:
+    try:
+        import uvloop  # type: ignore[import-not-found]
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kubelite", description="A small, fast Kubernetes-compatible cluster.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    up = sub.add_parser("up", help="start a cluster in the foreground (Ctrl-C stops it)",
+                        description="Start everything kubelite has (API server, …) in the foreground.")
+    _add_server_flags(up)
+    server = sub.add_parser("server", help="run the API server alone", description="Run the API server alone.")
+    _add_server_flags(server)
+    kp = sub.add_parser("kubeconfig-path", help="print the admin kubeconfig's path",
+                        description="Print the path of the admin kubeconfig that `kubelite up` writes.")
+    kp.add_argument("--data-dir", default=default_data_dir(), help="data dir (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "kubeconfig-path":
+        from .apiserver.server import admin_kubeconfig_path
+
+        print(admin_kubeconfig_path(os.path.abspath(os.path.expanduser(args.data_dir))))
+        return 0
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        return _run(_serve(args, args.command))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
