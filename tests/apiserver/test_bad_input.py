@@ -13,6 +13,7 @@ import requests
 @pytest.fixture(scope="module")
 def http(cluster):
     s = requests.Session()
+    s.trust_env = False  # REQUESTS_CA_BUNDLE would otherwise replace our CA
     pki = os.path.join(cluster.data_dir, "pki")
     s.verify = os.path.join(pki, "ca.crt")
     s.cert = (os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
@@ -22,11 +23,12 @@ def http(cluster):
 
 def call(http, method, path, body=None, content_type="application/json", **kw):
     headers = kw.pop("headers", {})
+    allowed = kw.pop("allow", ())
     if body is not None and "Content-Type" not in headers:
         headers["Content-Type"] = content_type
     data = body if isinstance(body, (bytes, str)) or body is None else orjson.dumps(body)
     r = http.request(method, http.base + path, data=data, headers=headers, **kw)
-    assert r.status_code < 500, (r.status_code, r.text)
+    assert r.status_code < 500 or r.status_code in allowed, (r.status_code, r.text)
     return r
 
 
@@ -131,7 +133,7 @@ def test_b15_b16_b17_body_does_not_match_url(http):
 
 
 def test_b18_b19_resource_versions(http):
-    r = call(http, "GET", CM + "?resourceVersion=999999999&resourceVersionMatch=NotOlderThan")
+    r = call(http, "GET", CM + "?resourceVersion=999999999&resourceVersionMatch=NotOlderThan", allow=(504,))
     assert r.status_code == 504
     assert status(r)["message"].startswith("Too large resource version: 999999999")
 

@@ -86,7 +86,8 @@ def invalid(kind: str, group: str, name: str, causes: list[dict[str, str]]) -> A
     """422 Invalid; each cause is {"type","field","message"} with type a FieldValue* reason."""
     parts = []
     for c in causes:
-        parts.append(f"{c['field']}: {c['message']}" if c.get("field") else c["message"])
+        # upstream prints "<field>: <message>" for every cause, an empty field included
+        parts.append(f"{c['field']}: {c['message']}" if "field" in c else c["message"])
     if len(parts) == 1:
         text = parts[0]
     else:
@@ -136,3 +137,10 @@ def timeout(message: str) -> ApiError:
 
 def internal(message: str) -> ApiError:
     return ApiError(500, "InternalError", f"Internal error occurred: {message}")
+
+
+def too_large_resource_version(requested: int, current: int) -> ApiError:
+    """504 with a retry hint: the client asked for a revision this server has not reached yet."""
+    return ApiError(504, "Timeout", f"Too large resource version: {requested}, current: {current}",
+                    {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                     "retryAfterSeconds": 1})

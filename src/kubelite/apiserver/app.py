@@ -196,7 +196,7 @@ class Dispatcher:
 
 async def _finalize_namespace(ctx: ApiContext, request: web.Request, info: RequestInfo,
                               rt: ResourceType) -> web.StreamResponse:
-    body = await rest.read_object(request)
+    body, _ = await rest.read_object(request)
     finalizers = (body.get("spec") or {}).get("finalizers") or []
 
     def mutate(current):

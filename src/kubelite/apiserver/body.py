@@ -11,7 +11,7 @@ from aiohttp import web
 from ..api import errors
 
 MAX_BODY_BYTES = 3 * 1024 * 1024  # upstream's MaxRequestBodyBytes
-MAX_YAML_ALIASES = 100
+MAX_YAML_NODES = 1_000_000  # after alias expansion
 MAX_DEPTH = 1000
 
 JSON = "application/json"
@@ -56,32 +56,51 @@ def loads_json(data: bytes) -> Any:
         raise errors.bad_request(f"error decoding JSON: exceeded max depth of {MAX_DEPTH}") from None
 
 
+def _expanded_size(root: yaml.Node) -> int:
+    """Nodes the document would have with every alias expanded (aliases share nodes in the graph)."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[id(node)] = 1
+            continue
+        children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else node.value
+        if done:
+            sizes[id(node)] = min(1 + sum(sizes.get(id(c), 1) for c in children), MAX_YAML_NODES + 1)
+            continue
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
+
 def loads_yaml(data: bytes) -> Any:
-    """YAML with bounded aliases and depth, so alias bombs and deep nesting cost little and fail cleanly."""
+    """YAML with bounded alias expansion and depth, so alias bombs and deep nesting fail fast and cleanly."""
     try:
-        aliases = 0
         depth = 0
         for event in yaml.parse(data, Loader=_YamlLoader):
-            if isinstance(event, yaml.AliasEvent):
-                aliases += 1
-                if aliases > MAX_YAML_ALIASES:
-                    raise errors.bad_request("yaml: document contains excessive aliasing")
-            elif isinstance(event, yaml.CollectionStartEvent):
+            if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
                     raise errors.bad_request(f"yaml: exceeded max depth of {MAX_DEPTH}")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-        docs = list(yaml.load_all(data, Loader=_YamlLoader))
+        root = yaml.compose(data, Loader=_YamlLoader)
+        if root is None:
+            return None
+        if _expanded_size(root) > MAX_YAML_NODES:
+            raise errors.bad_request("yaml: document contains excessive aliasing")
+        doc = yaml.load(data, Loader=_YamlLoader)
     except yaml.YAMLError as e:
-        raise errors.bad_request(f"error converting YAML to JSON: {str(e).splitlines()[0] if str(e) else e}") from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise errors.bad_request(f"error converting YAML to JSON: {first}") from None
     except RecursionError:
         raise errors.bad_request(f"yaml: exceeded max depth of {MAX_DEPTH}") from None
-    if not docs:
-        return None
-    # YAML timestamps/dates would not survive JSON; round-trip through the JSON encoder's view of them.
+    # YAML timestamps and dates are not JSON: pass them through the JSON encoder's view of them
     try:
-        return orjson.loads(orjson.dumps(docs[0], default=str))
+        return orjson.loads(orjson.dumps(doc, default=str))
     except (TypeError, orjson.JSONEncodeError) as e:
         raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
 

@@ -74,6 +74,16 @@ def prepare_for_create(rt: ResourceType, obj: dict[str, Any]) -> None:
         obj["status"] = {"phase": "Pending"}
     elif key == ("", "Namespace"):
         obj["status"] = {"phase": "Active"}
+    if key == ("", "Namespace"):
+        _label_namespace(obj)
+
+
+def _label_namespace(obj: dict[str, Any]) -> None:
+    """Every namespace carries its own name as a label, so selectors can pick namespaces by name."""
+    meta = obj["metadata"]
+    labels = meta.get("labels") or {}
+    labels["kubernetes.io/metadata.name"] = meta.get("name", "")
+    meta["labels"] = labels
 
 
 def _without(obj: dict[str, Any], *fields: str) -> dict[str, Any]:
@@ -95,8 +105,10 @@ def prepare_for_update(rt: ResourceType, new: dict[str, Any], old: dict[str, Any
             new["status"] = copy.deepcopy(old["status"])
         else:
             new.pop("status", None)
-    if rt.kind == "Namespace" and "status" in old:
-        new["status"] = copy.deepcopy(old["status"])
+    if rt.kind == "Namespace" and rt.group == "":
+        if "status" in old:
+            new["status"] = copy.deepcopy(old["status"])
+        _label_namespace(new)
     if rt.has_spec:
         generation = old_meta.get("generation", 1)
         if _without(new, "metadata", "status", "apiVersion", "kind") != _without(

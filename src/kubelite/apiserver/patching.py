@@ -57,7 +57,7 @@ def apply_patch(rt: ResourceType, doc: dict[str, Any], mtype: str, data: Any, sc
 
 
 async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType) -> web.Response:
-    mode = rest.field_validation(request)
+    mode = rest.field_validation(request, "PatchOptions")
     dry = rest.dry_run(request)
     mtype = bodies.media_type(request)
     raw = await bodies.read_raw(request)
@@ -83,7 +83,7 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
     def mutate(current: dict[str, Any]) -> dict[str, Any]:
         patched = apply_patch(rt, current, mtype, copy.deepcopy(data), rt.schema_name)
         rest._check_type(rt, patched)
-        warnings[:] = validation.check_fields(rt, patched, mode)
+        warnings[:] = validation.check_fields(rt, patched, mode, None, "PatchOptions")
         if info.subresource == "status":
             merged = copy.deepcopy(current)
             merged["status"] = patched.get("status")
@@ -95,7 +95,7 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
     def create_missing() -> dict[str, Any]:
         obj = copy.deepcopy(data)
         rest._check_type(rt, obj)
-        warnings[:] = validation.check_fields(rt, obj, mode)
+        warnings[:] = validation.check_fields(rt, obj, mode, None, "PatchOptions")
         meta = obj["metadata"]
         if meta.get("name") and meta["name"] != info.name:
             raise errors.bad_request(
@@ -153,7 +153,7 @@ async def get_scale(ctx: ApiContext, request: web.Request, info: RequestInfo, rt
 
 async def update_scale(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType) -> web.Response:
     dry = rest.dry_run(request)
-    body = await rest.read_object(request)
+    body, _ = await rest.read_object(request)
     if body.get("kind") not in (None, "", "Scale"):
         raise errors.bad_request(f"the kind in the data ({body.get('kind')}) does not match the expected kind (Scale)")
     replicas = _replicas_from(body, rt, info.name)

@@ -29,7 +29,6 @@ from .request_info import RequestInfo
 from .responses import TABLE_TYPE, json_response, object_response, wants_table
 
 _MAX_RETRIES = 16
-_FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
 
 
 class Operation:
@@ -62,12 +61,8 @@ def dry_run(request: web.Request) -> bool:
     return bool(values)
 
 
-def field_validation(request: web.Request) -> str:
-    mode = request.query.get("fieldValidation", "") or "Warn"
-    if mode not in _FIELD_VALIDATION:
-        raise errors.bad_request(
-            f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"')
-    return mode
+def field_validation(request: web.Request, options_kind: str) -> str:
+    return validation.check_field_validation(request.query.get("fieldValidation"), options_kind)
 
 
 def _resource_version(request: web.Request, name: str = "resourceVersion") -> int | None:
@@ -245,7 +240,7 @@ async def list_objects(ctx: ApiContext, request: web.Request, info: RequestInfo,
     elif rv and rv_match == "Exact":
         revision = rv
     elif rv and rv > ctx.store.current_revision:
-        raise errors.timeout(f"Too large resource version: {rv}, current: {ctx.store.current_revision}")
+        raise errors.too_large_resource_version(rv, ctx.store.current_revision)
     items: list[Any] = []
     as_dicts = match is not None or wants_table(request.headers.get("Accept", ""))
     if exact_name is not None and (info.namespace or not rt.namespaced) and not token:
@@ -256,7 +251,7 @@ async def list_objects(ctx: ApiContext, request: web.Request, info: RequestInfo,
         except CompactedError:
             raise errors.gone("The resourceVersion for the provided list is too old.") from None
         except FutureRevisionError as e:
-            raise errors.timeout(str(e)) from None
+            raise errors.too_large_resource_version(e.requested, e.current) from None
         if kv is not None:
             obj = codec.decode_kv(kv)
             if match is None or match(obj):
@@ -272,7 +267,7 @@ async def list_objects(ctx: ApiContext, request: web.Request, info: RequestInfo,
                 raise errors.gone(_CONTINUE_TOO_OLD) from None
             raise errors.gone("The resourceVersion for the provided list is too old.") from None
         except FutureRevisionError as e:
-            raise errors.timeout(str(e)) from None
+            raise errors.too_large_resource_version(e.requested, e.current) from None
         revision = result.revision
         for index, kv in enumerate(result.items):
             last_key = kv.key
@@ -324,9 +319,13 @@ async def list_(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Re
 # ---------------------------------------------------------------- write verbs
 
 
-async def read_object(request: web.Request) -> dict[str, Any]:
+async def read_object(request: web.Request) -> tuple[dict[str, Any], list[str]]:
+    """The decoded body and its duplicate fields (only visible in the raw JSON)."""
     raw = await bodies.read_raw(request)
-    return bodies.decode_object(raw, bodies.media_type(request))
+    mtype = bodies.media_type(request)
+    obj = bodies.decode_object(raw, mtype)
+    duplicates = validation.find_duplicate_fields(raw) if mtype in ("", bodies.JSON) else []
+    return obj, duplicates
 
 
 def _finish_for_store(rt: ResourceType, obj: dict[str, Any]) -> bytes:
@@ -335,12 +334,13 @@ def _finish_for_store(rt: ResourceType, obj: dict[str, Any]) -> bytes:
 
 async def create(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType,
                  obj: dict[str, Any] | None = None) -> web.Response:
-    mode = field_validation(request)
+    mode = field_validation(request, "CreateOptions")
     dry = dry_run(request)
+    duplicates: list[str] = []
     if obj is None:
-        obj = await read_object(request)
+        obj, duplicates = await read_object(request)
     _check_type(rt, obj)
-    warnings = validation.check_fields(rt, obj, mode)
+    warnings = validation.check_fields(rt, obj, mode, duplicates, "CreateOptions")
     created, status = await create_object(ctx, rt, obj, info, dry)
     return object_response(request, created, status, warnings)
 
@@ -390,11 +390,11 @@ def _free(ctx: ApiContext, taken: list) -> None:
 
 
 async def update(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType) -> web.Response:
-    mode = field_validation(request)
+    mode = field_validation(request, "UpdateOptions")
     dry = dry_run(request)
-    obj = await read_object(request)
+    obj, duplicates = await read_object(request)
     _check_type(rt, obj)
-    warnings = validation.check_fields(rt, obj, mode)
+    warnings = validation.check_fields(rt, obj, mode, duplicates, "UpdateOptions")
     meta = obj["metadata"]
     body_name = meta.get("name")
     if body_name and body_name != info.name:

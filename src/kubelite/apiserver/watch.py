@@ -85,7 +85,7 @@ async def watch(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Re
     else:
         start = rv
     if start > store.current_revision:
-        raise errors.timeout(f"Too large resource version: {start}, current: {store.current_revision}")
+        raise errors.too_large_resource_version(start, store.current_revision)
     response = web.StreamResponse(status=200, headers={
         "Content-Type": TABLE_TYPE if as_table else JSON_TYPE, "Cache-Control": "no-cache, private"})
     response.enable_chunked_encoding()
