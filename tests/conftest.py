@@ -12,6 +12,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
+import pytest
+
 KUBECTL = os.environ.get("KUBECTL", "/usr/bin/kubectl")
 
 
@@ -87,8 +89,6 @@ class Cluster:
                                  f"{result.stdout}\n{result.stderr}\nserver log:\n{self.log()}")
         return result
 
-
-import pytest
 
 
 @pytest.fixture(scope="session")

@@ -83,8 +83,8 @@ def test_strict_validation_rejects_unknown_fields(cluster, tmp_path):
     path.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad-cm\nunknownField: 1\n")
     r = cluster.kubectl("create", "-f", str(path))
     assert r.returncode == 1
-    assert ('Error from server (BadRequest): error when creating "%s": ConfigMap in version "v1" cannot be '
-            'handled as a ConfigMap: strict decoding error: unknown field "unknownField"' % path) in r.stderr
+    assert (f'Error from server (BadRequest): error when creating "{path}": ConfigMap in version "v1" cannot be '
+            'handled as a ConfigMap: strict decoding error: unknown field "unknownField"') in r.stderr
 
 
 def test_services_get_cluster_ips_and_node_ports(cluster):

@@ -6,6 +6,7 @@ import json
 import re
 
 import pytest
+
 from kubectl_output import header, rows
 
 NGINX_POD = """apiVersion: v1

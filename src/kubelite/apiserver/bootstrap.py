@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..api import errors
+from . import rest
 from .context import ApiContext
 from .request_info import RequestInfo
-from . import rest
 
 SYSTEM_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
 API_SERVICE_PORT = 443

@@ -517,7 +517,7 @@ async def read_delete_options(request: web.Request) -> dict[str, Any]:
     if policy is not None and opts.get("orphanDependents") is not None:
         raise errors.invalid("DeleteOptions", "", "", [{
             "type": "FieldValueInvalid", "field": "propagationPolicy",
-            "message": "Invalid value: \"%s\": orphanDependents and deletionPropagation cannot be both set" % policy}])
+            "message": f"Invalid value: \"{policy}\": orphanDependents and deletionPropagation cannot be both set"}])
     return opts
 
 
