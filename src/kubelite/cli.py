@@ -41,6 +41,8 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--write-kubeconfig", default=None,
                    help="also write the admin kubeconfig to this path (e.g. ~/.kube/config)")
     p.add_argument("--kubernetes-version", default="1.33", help="Kubernetes API version served (default: 1.33)")
+    p.add_argument("--etcd-compaction-interval", type=float, default=300.0, metavar="SECONDS",
+                   help="how often old store history is compacted (default: 300)")
     p.add_argument("-v", "--verbose", action="store_true", help="log requests and internals")
 
 
@@ -65,7 +67,7 @@ def _config(args: argparse.Namespace):
         port=args.port, kubernetes_version=version, service_cluster_ip_range=args.service_cluster_ip_range,
         service_node_port_range=(low, high), token_auth_file=args.token_auth_file,
         anonymous_auth=args.anonymous_auth == "true", extra_sans=list(args.tls_san),
-        write_kubeconfig=write_kubeconfig)
+        write_kubeconfig=write_kubeconfig, compaction_interval=args.etcd_compaction_interval)
 
 
 async def _serve(args: argparse.Namespace, what: str) -> int:

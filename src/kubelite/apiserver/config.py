@@ -19,8 +19,7 @@ class ServerConfig:
     min_request_timeout: float = 1800.0
     bookmark_interval: float = 60.0
     # history kept for watch resume; upstream compacts etcd every 5 minutes
-    compaction_interval: float = 300.0
-    compaction_keep: int = 10000  # revisions always kept behind the current one
+    compaction_interval: float = 300.0  # upstream's --etcd-compaction-interval
     extra_sans: list[str] = field(default_factory=list)
     write_kubeconfig: str | None = None
     fsync: bool = True

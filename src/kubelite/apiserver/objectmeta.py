@@ -90,8 +90,10 @@ def _without(obj: dict[str, Any], *fields: str) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in fields}
 
 
-def prepare_for_update(rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> None:
-    """Keep what clients may not change through the main resource; bump generation on spec changes."""
+def prepare_for_update(rt: ResourceType, new: dict[str, Any], old: dict[str, Any], subresource: str = "") -> None:
+    """Keep what clients may not change through the main resource; bump generation on spec changes.
+
+    Through the status subresource only the status changes (the caller builds that object)."""
     meta = new["metadata"]
     old_meta = old["metadata"]
     for field in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
@@ -100,13 +102,15 @@ def prepare_for_update(rt: ResourceType, new: dict[str, Any], old: dict[str, Any
         else:
             meta.pop(field, None)
     meta.pop("selfLink", None)
-    if rt.subresource("status") is not None and rt.kind not in ("Namespace",):
+    if subresource == "status":
+        pass
+    elif rt.subresource("status") is not None and rt.kind not in ("Namespace",):
         if "status" in old:
             new["status"] = copy.deepcopy(old["status"])
         else:
             new.pop("status", None)
     if rt.kind == "Namespace" and rt.group == "":
-        if "status" in old:
+        if "status" in old and subresource != "status":
             new["status"] = copy.deepcopy(old["status"])
         _label_namespace(new)
     if rt.has_spec:

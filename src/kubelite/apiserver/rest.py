@@ -442,7 +442,7 @@ async def update_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, mu
         _set_namespace(rt, new, info.namespace)
         if not subresource:
             apply_defaults(rt, new)
-        objectmeta.prepare_for_update(rt, new, current)
+        objectmeta.prepare_for_update(rt, new, current, subresource)
         validation.validate(rt, new, current)
         await run_admission(ctx, Operation.UPDATE, rt, new, current, info, dry)
         taken = _allocate(ctx, rt, new, current)

@@ -141,11 +141,13 @@ def _write_admin_kubeconfig(pki: ClusterPKI, url: str, path: str) -> None:
 
 
 async def _compaction_loop(ctx: ApiContext) -> None:
-    """Forget old history periodically, as upstream compacts etcd, keeping a window for watch resumes."""
+    """Forget history as upstream compacts etcd: each tick compacts to the revision seen one tick earlier,
+    so a watch can resume from anything newer than one interval."""
     interval = ctx.config.compaction_interval
+    seen = ctx.store.current_revision
     while True:
         await asyncio.sleep(interval)
-        target = ctx.store.current_revision - ctx.config.compaction_keep
+        target, seen = seen, ctx.store.current_revision
         if target > ctx.store.compacted_revision:
             try:
                 await ctx.store.compact(target)
