@@ -98,3 +98,45 @@ def test_services_get_cluster_ips_and_node_ports(cluster):
     assert np[1] == "NodePort" and re.fullmatch(r"10\.(9[6-9]|10[0-9]|11[01])\.\d+\.\d+", np[2])
     assert re.fullmatch(r"80:3\d{4}/TCP", np[4])
     cluster.kubectl("delete", "svc", "np", check=True)
+
+
+PROTOBUF_CREATES = [
+    (["secret", "generic", "pb-secret", "--from-literal=k=v"], "secret/pb-secret created", ["secret", "pb-secret"]),
+    (["service", "clusterip", "pb-svc", "--tcp=80:8080"], "service/pb-svc created", ["svc", "pb-svc"]),
+    (["job", "pb-job", "--image=busybox"], "job.batch/pb-job created", ["job", "pb-job"]),
+    (["cronjob", "pb-cron", "--image=busybox", "--schedule=*/5 * * * *"], "cronjob.batch/pb-cron created",
+     ["cronjob", "pb-cron"]),
+    (["role", "pb-role", "--verb=get", "--resource=pods"], "role.rbac.authorization.k8s.io/pb-role created",
+     ["role", "pb-role"]),
+    (["rolebinding", "pb-rb", "--role=pb-role", "--user=alice"],
+     "rolebinding.rbac.authorization.k8s.io/pb-rb created", ["rolebinding", "pb-rb"]),
+    (["quota", "pb-quota", "--hard=pods=10"], "resourcequota/pb-quota created", ["quota", "pb-quota"]),
+    (["pdb", "pb-pdb", "--selector=app=x", "--min-available=1"], "poddisruptionbudget.policy/pb-pdb created",
+     ["pdb", "pb-pdb"]),
+    (["ingress", "pb-ing", "--rule=foo.com/bar=svc1:8080"], "ingress.networking.k8s.io/pb-ing created",
+     ["ingress", "pb-ing"]),
+]
+
+
+def test_protobuf_creates_of_more_kinds(cluster):
+    ns = "pb-kinds"
+    cluster.kubectl("create", "namespace", ns, check=True)
+    for args, printed, get in PROTOBUF_CREATES:
+        r = cluster.kubectl("create", *args, "-n", ns)
+        assert r.returncode == 0, (args, r.stderr)
+        assert r.stdout.strip() == printed
+        obj = json.loads(cluster.kubectl("get", *get, "-n", ns, "-o", "json", check=True).stdout)
+        assert obj["metadata"]["name"] == get[1] and obj["metadata"]["namespace"] == ns
+    job = json.loads(cluster.kubectl("get", "job", "pb-job", "-n", ns, "-o", "json", check=True).stdout)
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "busybox"
+    svc = json.loads(cluster.kubectl("get", "svc", "pb-svc", "-n", ns, "-o", "json", check=True).stdout)
+    assert svc["spec"]["ports"][0]["targetPort"] == 8080
+    for args, printed in ((["clusterrole", "pb-cr", "--verb=list", "--resource=nodes"],
+                           "clusterrole.rbac.authorization.k8s.io/pb-cr created"),
+                          (["clusterrolebinding", "pb-crb", "--clusterrole=pb-cr", "--user=bob"],
+                           "clusterrolebinding.rbac.authorization.k8s.io/pb-crb created"),
+                          (["priorityclass", "pb-pc", "--value=1000"],
+                           "priorityclass.scheduling.k8s.io/pb-pc created")):
+        r = cluster.kubectl("create", *args)
+        assert r.returncode == 0, (args, r.stderr)
+        assert r.stdout.strip() == printed

@@ -524,9 +524,20 @@ async def read_delete_options(request: web.Request) -> dict[str, Any]:
 _PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 
 
+def _options_dry_run(opts: dict[str, Any]) -> bool:
+    """kubectl sends `dryRun` for deletes in the DeleteOptions body rather than the query."""
+    values = opts.get("dryRun") or []
+    if not isinstance(values, list):
+        raise errors.bad_request("DeleteOptions.dryRun must be a list of strings")
+    for v in values:
+        if v != "All":
+            raise errors.bad_request(f'Invalid value: "{v}": supported values: "All"')
+    return bool(values)
+
+
 async def delete(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType) -> web.Response:
-    dry = dry_run(request)
     opts = await read_delete_options(request)
+    dry = dry_run(request) or _options_dry_run(opts)
     result, status = await delete_object(ctx, rt, info, opts, dry)
     return object_response(request, result, status)
 
@@ -633,8 +644,8 @@ async def _mark_deleting(ctx: ApiContext, rt: ResourceType, key: str, revision: 
 
 async def delete_collection(ctx: ApiContext, request: web.Request, info: RequestInfo,
                             rt: ResourceType) -> web.Response:
-    dry = dry_run(request)
     opts = await read_delete_options(request)
+    dry = dry_run(request) or _options_dry_run(opts)
     items, revision, _, _, _ = await list_objects(ctx, request, info, rt)
     deleted = []
     for item in items:
