@@ -209,3 +209,44 @@ def test_compacted_watch_and_list_answer_410(tmp_path):
         assert r.status_code == 410 and r.json()["reason"] == "Expired"
     finally:
         c.stop()
+
+
+def svc(name, **spec):
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"ports": [{"port": 80}], **spec}}
+
+
+def test_service_ip_and_node_port_allocation(http):
+    a = http.post(http.base + NS + "/services", json=svc("alloc-a", clusterIP="10.96.200.7")).json()
+    assert a["spec"]["clusterIP"] == "10.96.200.7" and a["spec"]["clusterIPs"] == ["10.96.200.7"]
+    r = http.post(http.base + NS + "/services", json=svc("alloc-b", clusterIP="10.96.200.7"))
+    assert r.status_code == 422
+    assert r.json()["message"] == ('Service "alloc-b" is invalid: spec.clusterIPs: Invalid value: '
+                                   '[]string{"10.96.200.7"}: failed to allocate IP 10.96.200.7: provided IP is '
+                                   'already allocated')
+    r = http.post(http.base + NS + "/services", json=svc("alloc-c", clusterIP="192.168.1.1"))
+    assert r.status_code == 422 and "is not in the valid range. The range of valid IPs is 10.96.0.0/12" in \
+        r.json()["message"]
+    np = svc("np-a", type="NodePort")
+    np["spec"]["ports"][0]["nodePort"] = 30068
+    assert http.post(http.base + NS + "/services", json=np).status_code == 201
+    np["metadata"]["name"] = "np-b"
+    r = http.post(http.base + NS + "/services", json=np)
+    assert r.status_code == 422
+    assert r.json()["message"] == ('Service "np-b" is invalid: spec.ports[0].nodePort: Invalid value: 30068: '
+                                   'provided port is already allocated')
+    np["spec"]["ports"][0]["nodePort"] = 29999
+    r = http.post(http.base + NS + "/services", json=np)
+    assert r.status_code == 422 and "The range of valid ports is 30000-32767" in r.json()["message"]
+    headless = http.post(http.base + NS + "/services", json=svc("headless", clusterIP="None")).json()
+    assert headless["spec"]["clusterIP"] == "None"
+    # freed on delete: the address can be taken again
+    http.delete(http.base + NS + "/services/alloc-a")
+    assert http.post(http.base + NS + "/services", json=svc("alloc-d", clusterIP="10.96.200.7")).status_code == 201
+    # switching to ClusterIP releases the node port; switching back allocates one
+    patched = http.patch(http.base + NS + "/services/np-a", data=b'{"spec":{"type":"ClusterIP"}}',
+                         headers={"Content-Type": "application/merge-patch+json"}).json()
+    assert "nodePort" not in patched["spec"]["ports"][0]
+    np["metadata"]["name"] = "np-c"
+    np["spec"]["ports"][0]["nodePort"] = 30068
+    assert http.post(http.base + NS + "/services", json=np).status_code == 201

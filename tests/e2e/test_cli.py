@@ -117,3 +117,21 @@ def test_restart_keeps_state_and_certificates(fresh_cluster):
     assert "persisted" in fresh_cluster.kubectl("get", "ns", check=True).stdout
     with open(os.path.join(fresh_cluster.data_dir, "pki", "ca.crt"), "rb") as f:
         assert f.read() == ca
+
+
+def test_token_auth_file_and_clean_ctrl_c(tmp_path):
+    tokens = tmp_path / "tokens.csv"
+    tokens.write_text('s3cr3t-token-value,alice,1001,"dev,qa"\n')
+    c = Cluster(data_dir=str(tmp_path / "data"), port=free_port(), cache_dir=str(tmp_path / "cache"),
+                extra_args=["--token-auth-file", str(tokens)])
+    c.start()
+    try:
+        ca = os.path.join(c.data_dir, "pki", "ca.crt")
+        r = requests.get(c.url + "/api/v1/namespaces", verify=ca,
+                         headers={"Authorization": "Bearer s3cr3t-token-value"})
+        assert r.status_code == 200
+        r = requests.get(c.url + "/api/v1/namespaces", verify=ca, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401
+    finally:
+        c.proc.send_signal(signal.SIGINT)
+        assert c.proc.wait(10) == 0

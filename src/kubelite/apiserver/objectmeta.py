@@ -102,6 +102,8 @@ def prepare_for_update(rt: ResourceType, new: dict[str, Any], old: dict[str, Any
         else:
             meta.pop(field, None)
     meta.pop("selfLink", None)
+    if rt.kind == "Service" and rt.group == "" and not subresource:
+        drop_type_dependent_fields(new, old)
     if subresource == "status":
         pass
     elif rt.subresource("status") is not None and rt.kind not in ("Namespace",):
@@ -123,6 +125,37 @@ def prepare_for_update(rt: ResourceType, new: dict[str, Any], old: dict[str, Any
         meta["generation"] = old_meta["generation"]
     else:
         meta.pop("generation", None)
+
+
+_NODE_PORT_TYPES = ("NodePort", "LoadBalancer")
+
+
+def drop_type_dependent_fields(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """A Service changing type loses the allocated values the new type cannot use, when the client only
+    carried them over unchanged (what `kubectl patch … {"spec":{"type":"ClusterIP"}}` does)."""
+    spec = new.get("spec") or {}
+    old_spec = old.get("spec") or {}
+    new_type = spec.get("type", "ClusterIP")
+    old_type = old_spec.get("type", "ClusterIP")
+    if new_type == old_type:
+        return
+    if old_type in _NODE_PORT_TYPES and new_type not in _NODE_PORT_TYPES:
+        old_ports = [p.get("nodePort") for p in old_spec.get("ports") or []]
+        new_ports = [p.get("nodePort") for p in spec.get("ports") or []]
+        if all(p is None or p in old_ports for p in new_ports):
+            for port in spec.get("ports") or []:
+                port.pop("nodePort", None)
+        if spec.get("externalTrafficPolicy") in (None, old_spec.get("externalTrafficPolicy")):
+            spec.pop("externalTrafficPolicy", None)
+    if new_type == "ExternalName" and old_type != "ExternalName":
+        if spec.get("clusterIPs") in (None, old_spec.get("clusterIPs")) and spec.get("clusterIP") in (
+                None, old_spec.get("clusterIP")):
+            for field in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+                spec.pop(field, None)
+    if old_type == "LoadBalancer" and new_type != "LoadBalancer":
+        for field in ("healthCheckNodePort", "allocateLoadBalancerNodePorts", "loadBalancerClass"):
+            if spec.get(field) == old_spec.get(field):
+                spec.pop(field, None)
 
 
 def same_object(a: dict[str, Any], b: dict[str, Any]) -> bool:

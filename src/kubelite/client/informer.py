@@ -1,0 +1,385 @@
+"""Informers as in client-go: list + watch into a shared in-memory cache with indexes and event handlers.
+
+An `Informer` lists a resource (paginated), then watches from the list's resourceVersion with bookmarks,
+resuming from the last seen resourceVersion whenever a stream ends or breaks.  A 410 Gone/Expired (history
+compacted) makes it list again; the difference between the cache and the new list is delivered to the
+handlers as the adds, updates and deletes that were missed.
+
+Cached objects are the decoded dicts themselves, shared by every reader and never copied on read.
+**Callers must not mutate an object they got from an informer** (cache, handler argument, index lookup):
+`copy.deepcopy` it (or build a patch) before changing anything.
+
+Handlers are plain (sync) callables run in the informer's task, in the order they were added, after the
+cache already reflects the change; they must be quick (typically: enqueue a key into a `WorkQueue`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import aiohttp
+
+from ..api.resources import ResourceType
+from .rest import ApiClient, ClientError
+
+log = logging.getLogger("kubelite.client.informer")
+
+Obj = dict[str, Any]
+IndexFunc = Callable[[Obj], Iterable[str]]
+
+NAMESPACE_INDEX = "namespace"
+OWNER_UID_INDEX = "owner-uid"
+NODE_NAME_INDEX = "spec.nodeName"  # pods only; unscheduled pods are indexed under ""
+
+
+def key_of(obj: Obj) -> str:
+    """The cache / work-queue key: "namespace/name", or "name" for cluster-scoped objects."""
+    meta = obj["metadata"]
+    ns = meta.get("namespace")
+    return f"{ns}/{meta['name']}" if ns else meta["name"]
+
+
+def make_key(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+def split_key(key: str) -> tuple[str | None, str]:
+    """(namespace or None, name) from a key made by `key_of` / `make_key`."""
+    ns, sep, name = key.partition("/")
+    return (ns, name) if sep else (None, ns)
+
+
+def index_namespace(obj: Obj) -> Iterable[str]:
+    ns = obj["metadata"].get("namespace")
+    return (ns,) if ns else ()
+
+
+def index_owner_uid(obj: Obj) -> Iterable[str]:
+    return [ref["uid"] for ref in obj["metadata"].get("ownerReferences") or () if ref.get("uid")]
+
+
+def index_node_name(obj: Obj) -> Iterable[str]:
+    return ((obj.get("spec") or {}).get("nodeName") or "",)
+
+
+class _Handler:
+    __slots__ = ("on_add", "on_update", "on_delete")
+
+    def __init__(self, on_add, on_update, on_delete) -> None:
+        self.on_add = on_add
+        self.on_update = on_update
+        self.on_delete = on_delete
+
+
+class Informer:
+    """List + watch one resource type (optionally one namespace / selector) into an indexed cache.
+
+    `start()` launches the loop as a task in the running event loop (idempotent); `await stop()` ends it.
+    """
+
+    def __init__(self, client: ApiClient, rt: ResourceType, *, namespace: str | None = None,
+                 label_selector: str | None = None, field_selector: str | None = None,
+                 page_size: int = 500, watch_timeout: int = 300, min_backoff: float = 0.2,
+                 max_backoff: float = 10.0) -> None:
+        self.client = client
+        self.rt = rt
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.field_selector = field_selector
+        self.page_size = page_size
+        self.watch_timeout = watch_timeout
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self._items: dict[str, Obj] = {}
+        self._index_funcs: dict[str, IndexFunc] = {}
+        self._indices: dict[str, dict[str, set[str]]] = {}
+        self._handlers: list[_Handler] = []
+        self._synced = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self.resource_version: str = ""  # last resourceVersion seen (list, event or bookmark)
+        self.relists = 0  # how many times the informer listed (1 after the first sync)
+        self.add_indexer(NAMESPACE_INDEX, index_namespace)
+        self.add_indexer(OWNER_UID_INDEX, index_owner_uid)
+        if rt.group == "" and rt.resource == "pods":
+            self.add_indexer(NODE_NAME_INDEX, index_node_name)
+
+    # -- configuration --------------------------------------------------------------------------------
+
+    def add_indexer(self, name: str, fn: IndexFunc) -> None:
+        """Index the cache by `fn(obj)` → iterable of values; objects already cached are indexed now."""
+        self._index_funcs[name] = fn
+        index: dict[str, set[str]] = {}
+        self._indices[name] = index
+        for key, obj in self._items.items():
+            for value in fn(obj):
+                index.setdefault(value, set()).add(key)
+
+    def add_handler(self, on_add: Callable[[Obj], Any] | None = None,
+                    on_update: Callable[[Obj, Obj], Any] | None = None,
+                    on_delete: Callable[[Obj], Any] | None = None) -> None:
+        """Register callbacks: on_add(obj), on_update(old, new), on_delete(last_known_obj).
+
+        A handler added after objects are cached gets an on_add for each of them first, as client-go does."""
+        handler = _Handler(on_add, on_update, on_delete)
+        self._handlers.append(handler)
+        if on_add is not None:
+            for obj in list(self._items.values()):
+                self._call(on_add, obj)
+
+    # -- reading the cache ------------------------------------------------------------------------------
+
+    def get(self, namespace: str | None, name: str) -> Obj | None:
+        return self._items.get(make_key(namespace, name))
+
+    def get_by_key(self, key: str) -> Obj | None:
+        return self._items.get(key)
+
+    def list(self, namespace: str | None = None) -> list[Obj]:
+        if namespace:
+            return self.by_index(NAMESPACE_INDEX, namespace)
+        return list(self._items.values())
+
+    def keys(self) -> list[str]:
+        return list(self._items)
+
+    def by_index(self, name: str, value: str) -> list[Obj]:
+        keys = self._indices[name].get(value)
+        if not keys:
+            return []
+        items = self._items
+        return [items[k] for k in keys]
+
+    def index_keys(self, name: str, value: str) -> list[str]:
+        return list(self._indices[name].get(value) or ())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    @property
+    def has_synced(self) -> bool:
+        return self._synced.is_set()
+
+    async def wait_for_sync(self, timeout: float | None = None) -> bool:
+        """True once the first list is in the cache (and its adds delivered); False on timeout."""
+        try:
+            await asyncio.wait_for(self._synced.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- running --------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._stopping = False
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"informer-{self.rt.resource}")
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    async def stop(self) -> None:
+        self._stopping = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        need_list = True
+        backoff = self.min_backoff
+        while not self._stopping:
+            try:
+                if need_list:
+                    await self._relist()
+                    need_list = False
+                began = asyncio.get_running_loop().time()
+                await self._watch()
+                if asyncio.get_running_loop().time() - began < 1.0:
+                    await asyncio.sleep(backoff)  # a stream that keeps ending at once must not spin
+                    backoff = min(backoff * 2, self.max_backoff)
+                else:
+                    backoff = self.min_backoff
+            except asyncio.CancelledError:
+                raise
+            except ClientError as e:
+                if e.is_gone:
+                    log.info("%s: watch expired (%s); re-listing", self.rt.resource, e.message)
+                    need_list = True
+                    continue
+                log.warning("%s: %s; retrying in %.1fs", self.rt.resource, e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as e:
+                log.warning("%s: %s: %s; retrying in %.1fs", self.rt.resource, type(e).__name__, e, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+            except Exception:
+                log.exception("%s: informer loop failed; re-listing in %.1fs", self.rt.resource, backoff)
+                need_list = True
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    async def _list_all(self) -> tuple[list[Obj], str]:
+        kwargs = {"label_selector": self.label_selector, "field_selector": self.field_selector}
+        try:
+            result = await self.client.list(self.rt, self.namespace, limit=self.page_size, **kwargs)
+        except ClientError as e:
+            if not e.is_gone:
+                raise
+            # a continue token expired mid-way: one unpaginated list is always consistent
+            result = await self.client.list(self.rt, self.namespace, **kwargs)
+        kind, api_version = self.rt.kind, self.rt.api_version
+        items = result.get("items") or []
+        for obj in items:
+            # list items may lack them; watch events carry them; keep the cache uniform
+            obj.setdefault("kind", kind)
+            obj.setdefault("apiVersion", api_version)
+        return items, (result.get("metadata") or {}).get("resourceVersion", "")
+
+    async def _relist(self) -> None:
+        items, rv = await self._list_all()
+        self.relists += 1
+        fresh: dict[str, Obj] = {key_of(obj): obj for obj in items}
+        for key in [k for k in self._items if k not in fresh]:
+            self._delete(key, self._items[key])
+        for key, obj in fresh.items():
+            old = self._items.get(key)
+            if old is None:
+                self._add(key, obj)
+            elif old["metadata"].get("resourceVersion") != obj["metadata"].get("resourceVersion"):
+                self._update(key, old, obj)
+        self.resource_version = rv
+        self._synced.set()
+
+    async def _watch(self) -> None:
+        stream = self.client.watch(self.rt, self.namespace, resource_version=self.resource_version,
+                                   label_selector=self.label_selector, field_selector=self.field_selector,
+                                   allow_watch_bookmarks=True, timeout_seconds=self.watch_timeout)
+        async with stream:
+            async for kind, obj in stream:
+                rv = obj.get("metadata", {}).get("resourceVersion")
+                if kind == "BOOKMARK":
+                    if rv:
+                        self.resource_version = rv
+                    continue
+                key = key_of(obj)
+                old = self._items.get(key)
+                if kind == "DELETED":
+                    if old is not None:
+                        self._delete(key, obj)
+                elif old is None:
+                    self._add(key, obj)
+                else:
+                    self._update(key, old, obj)
+                if rv:
+                    self.resource_version = rv
+
+    # -- cache mutation + notification ----------------------------------------------------------------
+
+    def _index(self, key: str, obj: Obj) -> None:
+        for name, fn in self._index_funcs.items():
+            index = self._indices[name]
+            for value in fn(obj):
+                bucket = index.get(value)
+                if bucket is None:
+                    index[value] = {key}
+                else:
+                    bucket.add(key)
+
+    def _unindex(self, key: str, obj: Obj) -> None:
+        for name, fn in self._index_funcs.items():
+            index = self._indices[name]
+            for value in fn(obj):
+                bucket = index.get(value)
+                if bucket is not None:
+                    bucket.discard(key)
+                    if not bucket:
+                        del index[value]
+
+    def _add(self, key: str, obj: Obj) -> None:
+        self._items[key] = obj
+        self._index(key, obj)
+        for h in self._handlers:
+            if h.on_add is not None:
+                self._call(h.on_add, obj)
+
+    def _update(self, key: str, old: Obj, obj: Obj) -> None:
+        self._unindex(key, old)
+        self._items[key] = obj
+        self._index(key, obj)
+        for h in self._handlers:
+            if h.on_update is not None:
+                self._call(h.on_update, old, obj)
+
+    def _delete(self, key: str, obj: Obj) -> None:
+        old = self._items.pop(key)
+        self._unindex(key, old)
+        for h in self._handlers:
+            if h.on_delete is not None:
+                self._call(h.on_delete, obj)
+
+    def _call(self, fn: Callable[..., Any], *args: Obj) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("%s: event handler %r failed", self.rt.resource, fn)
+
+
+class SharedInformerFactory:
+    """One informer per (resource type, namespace, selectors), shared by every controller of a process.
+
+    `informer(rt)` returns the same object for the same arguments. `start()` starts every informer not yet
+    started; informers requested after `start()` start at once.
+    """
+
+    def __init__(self, client: ApiClient, *, namespace: str | None = None, **informer_options: Any) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.informer_options = informer_options
+        self._informers: dict[tuple, Informer] = {}
+        self._started = False
+
+    def informer(self, rt: ResourceType, *, namespace: str | None = None, label_selector: str | None = None,
+                 field_selector: str | None = None) -> Informer:
+        ns = namespace if namespace is not None else self.namespace
+        key = (rt.group, rt.version, rt.resource, ns, label_selector, field_selector)
+        inf = self._informers.get(key)
+        if inf is None:
+            inf = Informer(self.client, rt, namespace=ns, label_selector=label_selector,
+                           field_selector=field_selector, **self.informer_options)
+            self._informers[key] = inf
+            if self._started:
+                inf.start()
+        return inf
+
+    @property
+    def informers(self) -> list[Informer]:
+        return list(self._informers.values())
+
+    def start(self) -> None:
+        self._started = True
+        for inf in self._informers.values():
+            inf.start()
+
+    async def wait_for_sync(self, timeout: float | None = None) -> bool:
+        """True when every informer requested so far has synced; False on timeout."""
+        waits = [inf.wait_for_sync() for inf in self._informers.values()]
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*waits), timeout)
+        except TimeoutError:
+            return False
+        return all(results)
+
+    async def stop(self) -> None:
+        self._started = False
+        await asyncio.gather(*(inf.stop() for inf in self._informers.values()))
