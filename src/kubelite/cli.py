@@ -36,6 +36,18 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
                    help="static bearer tokens, upstream's CSV format: token,user,uid,\"group1,group2\"")
     p.add_argument("--anonymous-auth", default="true", choices=("true", "false"),
                    help="let requests without credentials in as system:anonymous (default: true)")
+    p.add_argument("--service-account-issuer", action="append", default=[],
+                   help="issuer of ServiceAccount tokens (repeatable; the first signs new tokens; "
+                        "default: https://kubernetes.default.svc.cluster.local)")
+    p.add_argument("--api-audiences", default="",
+                   help="comma-separated audiences of the API (default: the first service account issuer)")
+    p.add_argument("--service-account-max-token-expiration", default="0", metavar="DURATION",
+                   help="longest lifetime a TokenRequest gets, e.g. 48h (default: no limit)")
+    p.add_argument("--service-account-extend-token-expiration", default="true", choices=("true", "false"),
+                   help="give pod-bound tokens asked for 3607 s a one-year lifetime (default: true)")
+    p.add_argument("--authorization-mode", default="Node,RBAC",
+                   help="ordered authorizers: Node, RBAC, AlwaysAllow, AlwaysDeny (default: Node,RBAC); "
+                        "AlwaysAllow lets everyone do everything and is for a lab only")
     p.add_argument("--tls-san", action="append", default=[],
                    help="extra name or address for the serving certificate (repeatable)")
     p.add_argument("--write-kubeconfig", default=None,
@@ -62,12 +74,35 @@ def _config(args: argparse.Namespace):
         raise SystemExit(f"kubelite: error: Kubernetes version {args.kubernetes_version} is not available "
                          f"(the installed kubernetes-validate has no schemas for it)")
     write_kubeconfig = os.path.expanduser(args.write_kubeconfig) if args.write_kubeconfig else None
+    from .apiserver.serviceaccount_tokens import DEFAULT_ISSUER, parse_go_duration
+
+    try:
+        max_token = parse_go_duration(args.service_account_max_token_expiration)
+    except ValueError as e:
+        raise SystemExit(f"kubelite: error: --service-account-max-token-expiration: {e}") from None
+    if max_token and max_token < 600:
+        raise SystemExit("kubelite: error: --service-account-max-token-expiration must be at least 10m")
+    authn = {"service_account_issuers": list(args.service_account_issuer) or [DEFAULT_ISSUER],
+             "api_audiences": [a.strip() for a in args.api_audiences.split(",") if a.strip()],
+             "service_account_max_token_expiration": max_token,
+             "service_account_extend_token_expiration": args.service_account_extend_token_expiration == "true"}
+    from .apiserver.authz import parse_modes
+
+    try:
+        authorization_modes = parse_modes(args.authorization_mode)
+    except ValueError as e:
+        raise SystemExit(f"kubelite: error: --authorization-mode: {e}") from None
+    if "AlwaysAllow" in authorization_modes:
+        print("*" * 78 + "\nWARNING: --authorization-mode includes AlwaysAllow: every request, anonymous ones "
+              "included,\nis allowed to do anything. Use this only in a throw-away lab.\n" + "*" * 78,
+              file=sys.stderr, flush=True)
     return ServerConfig(
+        authorization_modes=authorization_modes,
         data_dir=os.path.abspath(os.path.expanduser(args.data_dir)), bind_address=args.bind_address,
         port=args.port, kubernetes_version=version, service_cluster_ip_range=args.service_cluster_ip_range,
         service_node_port_range=(low, high), token_auth_file=args.token_auth_file,
         anonymous_auth=args.anonymous_auth == "true", extra_sans=list(args.tls_san),
-        write_kubeconfig=write_kubeconfig, compaction_interval=args.etcd_compaction_interval)
+        write_kubeconfig=write_kubeconfig, compaction_interval=args.etcd_compaction_interval, **authn)
 
 
 async def _serve(args: argparse.Namespace, what: str) -> int:

@@ -196,7 +196,8 @@ def test_other_groups():
         "roleRef": {"kind": "Role", "name": "r"},
         "subjects": [{"kind": "User", "name": "a"}, {"kind": "ServiceAccount", "name": "b", "namespace": "n"}]})
     assert rb["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
-    assert [s["apiGroup"] for s in rb["subjects"]] == ["rbac.authorization.k8s.io", ""]
+    # apiGroup is omitempty: the ServiceAccount subject's "" default leaves no key
+    assert [s.get("apiGroup") for s in rb["subjects"]] == ["rbac.authorization.k8s.io", None]
     for kind in ("ConfigMap", "Node", "ResourceQuota", "ServiceAccount"):
         obj = {"metadata": {"name": "x"}}
         assert defaulted("", kind, obj) == obj

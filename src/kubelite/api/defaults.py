@@ -412,8 +412,11 @@ def _role_binding(obj: Obj) -> None:
     if isinstance(ref, dict) and not ref.get("apiGroup"):
         ref["apiGroup"] = "rbac.authorization.k8s.io"
     for subject in _items(obj.get("subjects")):
-        if "apiGroup" not in subject or subject["apiGroup"] is None:
-            subject["apiGroup"] = "" if subject.get("kind") == "ServiceAccount" else "rbac.authorization.k8s.io"
+        # apiGroup is omitempty upstream: a ServiceAccount subject keeps no apiGroup key at all
+        if not subject.get("apiGroup"):
+            subject.pop("apiGroup", None)
+            if subject.get("kind") in ("User", "Group"):
+                subject["apiGroup"] = "rbac.authorization.k8s.io"
 
 
 def _storage_class(obj: Obj) -> None:
@@ -425,6 +428,18 @@ def _endpoint_slice(obj: Obj) -> None:
     for port in _items(obj.get("ports")):
         port.setdefault("name", "")
         port.setdefault("protocol", "TCP")
+
+
+def _node(obj: Obj) -> None:
+    # upstream's v1 conversion keeps podCIDR and podCIDRs[0] in step
+    spec = _sub(obj, "spec")
+    if spec is None:
+        return
+    cidrs = spec.get("podCIDRs")
+    if not cidrs and isinstance(spec.get("podCIDR"), str) and spec["podCIDR"]:
+        spec["podCIDRs"] = [spec["podCIDR"]]
+    elif isinstance(cidrs, list) and cidrs and not spec.get("podCIDR"):
+        spec["podCIDR"] = cidrs[0]
 
 
 def _priority_class(obj: Obj) -> None:
@@ -454,6 +469,7 @@ _BY_KIND: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("storage.k8s.io", "StorageClass"): _storage_class,
     ("discovery.k8s.io", "EndpointSlice"): _endpoint_slice,
     ("scheduling.k8s.io", "PriorityClass"): _priority_class,
+    ("", "Node"): _node,
 }
 
 

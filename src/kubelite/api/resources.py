@@ -162,6 +162,19 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("networking.k8s.io", "v1", "ingressclasses", "IngressClass", C, "ingressclasses"),
     _rt("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", N, "networkpolicies",
         short_names=("netpol",)),
+    # authentication.k8s.io/v1 (create-only reviews, never stored)
+    _rt("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", C, "selfsubjectreviews",
+        verbs=CREATE_ONLY, has_spec=False),
+    _rt("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", C, "tokenreviews", verbs=CREATE_ONLY),
+    # authorization.k8s.io/v1 (create-only reviews, never stored: apiserver/access_reviews.py)
+    _rt("authorization.k8s.io", "v1", "localsubjectaccessreviews", "LocalSubjectAccessReview", N,
+        "localsubjectaccessreviews", verbs=CREATE_ONLY),
+    _rt("authorization.k8s.io", "v1", "selfsubjectaccessreviews", "SelfSubjectAccessReview", C,
+        "selfsubjectaccessreviews", verbs=CREATE_ONLY),
+    _rt("authorization.k8s.io", "v1", "selfsubjectrulesreviews", "SelfSubjectRulesReview", C,
+        "selfsubjectrulesreviews", verbs=CREATE_ONLY),
+    _rt("authorization.k8s.io", "v1", "subjectaccessreviews", "SubjectAccessReview", C, "subjectaccessreviews",
+        verbs=CREATE_ONLY),
     # rbac.authorization.k8s.io/v1
     _rt("rbac.authorization.k8s.io", "v1", "roles", "Role", N, "roles", has_spec=False),
     _rt("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", N, "rolebindings", has_spec=False),
@@ -184,6 +197,11 @@ BUILTIN: tuple[ResourceType, ...] = (
     # scheduling.k8s.io/v1
     _rt("scheduling.k8s.io", "v1", "priorityclasses", "PriorityClass", C, "priorityclasses",
         short_names=("pc",), has_spec=False),
+    # apiextensions.k8s.io/v1 (the types a CRD defines are added at run time by apiserver/crds.py)
+    _rt("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", C,
+        "apiextensions.k8s.io/customresourcedefinitions", short_names=("crd", "crds"),
+        categories=("api-extensions",), subresources=(STATUS,),
+        schema_name="io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition"),
 )
 
 # Group-versions in the order upstream lists them in /apis.

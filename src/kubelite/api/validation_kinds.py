@@ -508,6 +508,19 @@ def validate_replication_controller(obj: Obj) -> Causes:
     return causes + _restart_always(spec)
 
 
+def _with_claim_volumes(spec: Obj) -> Obj:
+    """Containers may mount the volumeClaimTemplates by name, so count them as the template's volumes."""
+    claims = [as_dict(as_dict(t).get("metadata")).get("name") for t in spec.get("volumeClaimTemplates") or []]
+    pod_spec = as_dict(as_dict(spec.get("template")).get("spec"))
+    if not any(claims) or not pod_spec:
+        return spec
+    present = {as_dict(v).get("name") for v in pod_spec.get("volumes") or []}
+    extra = [{"name": n, "persistentVolumeClaim": {"claimName": n}} for n in claims
+             if isinstance(n, str) and n and n not in present]
+    template = {**spec["template"], "spec": {**pod_spec, "volumes": list(pod_spec.get("volumes") or []) + extra}}
+    return {**spec, "template": template}
+
+
 def validate_stateful_set(obj: Obj) -> Causes:
     spec = as_dict(obj.get("spec"))
     causes: Causes = []
@@ -531,7 +544,7 @@ def validate_stateful_set(obj: Obj) -> Causes:
                                  "must be 'RollingUpdate' or 'OnDelete'"))
     causes += nonnegative(spec.get("replicas"), "spec.replicas")
     causes += nonnegative(spec.get("minReadySeconds"), "spec.minReadySeconds")
-    causes += _selector_and_template(spec, "statefulset", True)
+    causes += _selector_and_template(_with_claim_volumes(spec), "statefulset", True)
     causes += _restart_always(spec)
     if as_dict(as_dict(spec.get("template")).get("spec")).get("activeDeadlineSeconds") is not None:
         causes.append(vn.forbidden("spec.template.spec.activeDeadlineSeconds",

@@ -10,10 +10,12 @@ from aiohttp import web
 
 from ..api import discovery, errors, openapi
 from ..api.resources import ResourceType
-from . import patching, rest, watch
+from . import crds, patching, rest, watch
 from .authn import Authentication
-from .authz import forbidden_for
+from .pod_binding import create_binding
+from .authz import forbidden_for, set_current_user
 from .context import ApiContext
+from .impersonation import impersonate
 from .request_info import RequestInfo, parse
 from .responses import check_acceptable, error_response, json_response
 
@@ -27,6 +29,7 @@ def build_app(ctx: ApiContext, authentication: Authentication, authorizer) -> we
     app = web.Application(client_max_size=rest.bodies.MAX_BODY_BYTES + 1)
     app["ctx"] = ctx
     app["watch_decode_cache"] = watch.DecodeCache()
+    app["subresource_handlers"] = {("", "pods", "binding"): create_binding}
     handler = Dispatcher(ctx, authentication, authorizer)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     return app
@@ -42,11 +45,13 @@ class Dispatcher:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         try:
             info = parse(request.method, request.raw_path, request.query)
-            user = self.authentication.authenticate(request)
-            allowed, _ = self.authorizer.authorize(user, info)
+            user = await self.authentication.authenticate(request)
+            user = await impersonate(request, user, self.authorizer)
+            allowed, reason = await self.authorizer.authorize(user, info)
             if not allowed:
-                raise forbidden_for(user, info)
+                raise forbidden_for(user, info, reason)
             request["user"] = user
+            set_current_user(user)  # for admission and the RBAC escalation checks
             if info.is_resource:
                 return await self.resource(request, info)
             return await self.non_resource(request, info)
@@ -142,6 +147,9 @@ class Dispatcher:
             if verb == "create":
                 raise errors.method_not_allowed(request.method, rt.kind)
             raise _not_found()
+        special = crds.special_handler(rt, info, request)  # CRD lifecycle, custom-resource patch rules
+        if special is not None:
+            return await special(ctx, request, info, rt)
         if verb == "get":
             return await rest.get(ctx, request, info, rt)
         if verb == "list":
@@ -151,6 +159,10 @@ class Dispatcher:
         if verb == "create":
             if info.name:
                 raise errors.method_not_allowed(request.method, rt.kind)
+            # create-only virtual resources (reviews) answer without storing anything
+            create_handler = request.app.get("create_handlers", {}).get((rt.group, rt.resource))
+            if create_handler is not None:
+                return await create_handler(ctx, request, info, rt)
             return await rest.create(ctx, request, info, rt)
         if verb == "update":
             return await rest.update(ctx, request, info, rt)
@@ -170,6 +182,9 @@ class Dispatcher:
         verb = info.verb
         if verb not in sub.verbs:
             raise errors.method_not_allowed(request.method, sub.kind or rt.kind)
+        special = crds.special_handler(rt, info, request)  # custom scale paths, CRD status writes
+        if special is not None:
+            return await special(ctx, request, info, rt)
         if sub.name == "status" or (sub.name == "finalize" and rt.kind == "Namespace"):
             if verb == "get":
                 return await rest.get(ctx, request, info, rt)

@@ -15,6 +15,15 @@ class ServerConfig:
     service_node_port_range: tuple[int, int] = (30000, 32767)
     token_auth_file: str | None = None
     anonymous_auth: bool = True
+    # --authorization-mode: Node,RBAC as upstream; AlwaysAllow only for a lab
+    authorization_modes: list[str] = field(default_factory=lambda: ["Node", "RBAC"])
+    # ServiceAccount tokens: the first issuer signs, all are accepted; audiences default to the first issuer
+    service_account_issuers: list[str] = field(
+        default_factory=lambda: ["https://kubernetes.default.svc.cluster.local"])
+    api_audiences: list[str] = field(default_factory=list)
+    service_account_max_token_expiration: float = 0.0  # seconds; 0 = no cap
+    service_account_extend_token_expiration: bool = True
+    bootstrap_token_clean_interval: float = 5.0  # how often expired bootstrap-token Secrets are removed
     # watch: upstream's --min-request-timeout is 1800 s; a watch without timeoutSeconds lasts 1–2× that
     min_request_timeout: float = 1800.0
     bookmark_interval: float = 60.0

@@ -104,7 +104,7 @@ def prepare_for_update(rt: ResourceType, new: dict[str, Any], old: dict[str, Any
     meta.pop("selfLink", None)
     if rt.kind == "Service" and rt.group == "" and not subresource:
         drop_type_dependent_fields(new, old)
-    if subresource == "status":
+    if subresource in ("status", "binding"):
         pass
     elif rt.subresource("status") is not None and rt.kind not in ("Namespace",):
         if "status" in old:

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..api import apply as field_ownership
 from ..api import errors, patch, selectors, validation
 from ..api.resources import ResourceType
 from . import body as bodies
@@ -49,7 +50,7 @@ def apply_patch(rt: ResourceType, doc: dict[str, Any], mtype: str, data: Any, sc
                 f"{bodies.JSON_PATCH}, {bodies.MERGE_PATCH}, {bodies.APPLY_PATCH}")
         result = patch.strategic_merge_patch(doc, data, schema_name)
     else:
-        # server-side apply without field ownership yet: a strategic merge of the applied configuration
+        # apply to a subresource body (scale): no ownership is kept on it, a strategic merge will do
         result = patch.strategic_merge_patch(doc, data, schema_name) if schema_name else patch.merge_patch(doc, data)
     if not isinstance(result, dict):
         raise errors.bad_request("the patched object is not a JSON object")
@@ -63,14 +64,12 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
     raw = await bodies.read_raw(request)
     data = _decode_patch(raw, mtype)
     is_apply = mtype == bodies.APPLY_PATCH
-    if is_apply:
-        if not request.query.get("fieldManager"):
-            raise errors.bad_request("PATCH requests of type apply must have a field manager set "
-                                     "(e.g. 'fieldManager=kubectl')")
-        if not isinstance(data, dict):
-            raise errors.bad_request("the body of an apply patch must be an object")
-    elif request.query.get("force"):
-        raise errors.bad_request("force: Forbidden: may not be specified for non-apply patch")
+    requested = request.query.get("fieldManager") or ""
+    _validate_patch_options(requested, is_apply, "force" in request.query)
+    manager = field_ownership.field_manager(requested, request.headers.get("User-Agent", ""))
+    force = _force(request.query.get("force"))
+    if is_apply and info.subresource != "scale":
+        field_ownership.check_applied(rt, data)
     warnings: list[str] = []
     precondition = None
     if isinstance(data, dict):
@@ -78,10 +77,14 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
             data.get("metadata"), dict) else None
 
     if info.subresource == "scale":
-        return await _patch_scale(ctx, request, info, rt, mtype, data, dry)
+        return await _patch_scale(ctx, request, info, rt, mtype, data, dry, manager)
 
     def mutate(current: dict[str, Any]) -> dict[str, Any]:
-        patched = apply_patch(rt, current, mtype, copy.deepcopy(data), rt.schema_name)
+        if is_apply:
+            patched = field_ownership.server_side_apply(rt, current, data, manager, force, info.subresource)
+            _check_name(patched, info)
+        else:
+            patched = apply_patch(rt, current, mtype, copy.deepcopy(data), rt.schema_name)
         rest._check_type(rt, patched)
         warnings[:] = validation.check_fields(rt, patched, mode, None, "PatchOptions")
         if info.subresource == "status":
@@ -89,24 +92,61 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
             merged["status"] = patched.get("status")
             if merged["status"] is None:
                 merged.pop("status")
+            if is_apply:
+                merged["metadata"]["managedFields"] = patched["metadata"].get("managedFields")
+                if merged["metadata"]["managedFields"] is None:
+                    merged["metadata"].pop("managedFields")
             return merged
         return patched
 
     def create_missing() -> dict[str, Any]:
-        obj = copy.deepcopy(data)
+        obj = field_ownership.server_side_apply(rt, None, data, manager, force)
+        meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+        if meta.get("uid"):
+            raise errors.conflict(rt.resource, rt.group, info.name,
+                                  f"uid mismatch: the provided object specified uid {meta['uid']}, "
+                                  f"and no existing object was found")
+        _check_name(obj, info)
         rest._check_type(rt, obj)
         warnings[:] = validation.check_fields(rt, obj, mode, None, "PatchOptions")
-        meta = obj["metadata"]
-        if meta.get("name") and meta["name"] != info.name:
-            raise errors.bad_request(
-                f"the name of the object ({meta['name']}) does not match the name on the URL ({info.name})")
-        meta["name"] = info.name
         return obj
 
     result, status = await rest.update_object(
         ctx, rt, info, mutate, precondition=precondition, dry=dry, subresource=info.subresource,
-        create_missing=create_missing if is_apply and not info.subresource else None)
+        create_missing=create_missing if is_apply and not info.subresource else None,
+        field_manager=None if is_apply else manager)
     return object_response(request, result, status, warnings)
+
+
+def _validate_patch_options(manager: str, is_apply: bool, force_given: bool) -> None:
+    """PatchOptions as upstream validates them: 422 naming each bad field."""
+    if not is_apply and force_given:
+        raise errors.invalid("PatchOptions", field_ownership.META_GROUP, "", [{
+            "type": "FieldValueForbidden", "field": "force",
+            "message": "Forbidden: may not be specified for non-apply patch"}])
+    field_ownership.validate_field_manager(manager, "PatchOptions", required_for_apply=is_apply)
+
+
+def _force(raw: str | None) -> bool:
+    if raw is None or raw == "":
+        return False
+    if raw.lower() in ("true", "1", "t"):
+        return True
+    if raw.lower() in ("false", "0", "f"):
+        return False
+    raise errors.bad_request(f'invalid value for force: "{raw}": strconv.ParseBool: parsing "{raw}": invalid syntax')
+
+
+def _check_name(obj: dict[str, Any], info: RequestInfo) -> None:
+    """The applied object must name what the URL names (upstream's checkName)."""
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    name = meta.get("name") or ""
+    if name != info.name:
+        raise errors.bad_request(f"the name of the object ({name}) does not match the name on the URL ({info.name})")
+    namespace = meta.get("namespace") or ""
+    if info.namespace and namespace and namespace != info.namespace:
+        raise errors.bad_request(
+            f"the namespace of the object ({namespace}) does not match the namespace on the URL ({info.namespace})")
 
 
 # ---------------------------------------------------------------- scale
@@ -163,17 +203,20 @@ async def update_scale(ctx: ApiContext, request: web.Request, info: RequestInfo,
         current.setdefault("spec", {})["replicas"] = replicas
         return current
 
-    result, _ = await rest.update_object(ctx, rt, info, mutate, precondition=precondition, dry=dry)
+    manager = field_ownership.request_manager(request.query, request.headers, "UpdateOptions")
+    result, _ = await rest.update_object(ctx, rt, info, mutate, precondition=precondition, dry=dry,
+                                         field_manager=manager, managed_subresource="scale")
     return object_response(request, scale_of(rt, result))
 
 
 async def _patch_scale(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType, mtype: str,
-                       data: Any, dry: bool) -> web.Response:
+                       data: Any, dry: bool, manager: str) -> web.Response:
     def mutate(current: dict[str, Any]) -> dict[str, Any]:
         scale = scale_of(rt, current)
         patched = apply_patch(rt, scale, mtype, copy.deepcopy(data), "io.k8s.api.autoscaling.v1.Scale")
         current.setdefault("spec", {})["replicas"] = _replicas_from(patched, rt, info.name)
         return current
 
-    result, _ = await rest.update_object(ctx, rt, info, mutate, dry=dry)
+    result, _ = await rest.update_object(ctx, rt, info, mutate, dry=dry, field_manager=manager,
+                                         managed_subresource="scale")
     return object_response(request, scale_of(rt, result))

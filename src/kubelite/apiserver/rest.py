@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from ..api import apply as field_ownership
 from ..api import errors, selectors, tables, validation
 from ..api.defaults import apply_defaults
 from ..api.resources import ResourceType
@@ -144,8 +145,24 @@ async def _namespace_lifecycle(ctx: ApiContext, rt: ResourceType, namespace: str
                                f"unable to create new content in namespace {namespace} because it is being terminated")
 
 
+_RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
+async def _committed(ctx: ApiContext, rt: ResourceType, key: str, obj: dict[str, Any] | None, revision: int) -> None:
+    """Tell the authorizer of a committed role/binding write (obj None: deleted), so the next request sees it."""
+    if rt.group == _RBAC_GROUP:
+        observe = getattr(ctx.authorizer, "observe_write", None)
+        if observe is not None:
+            await observe(rt, key, obj, revision)
+
+
 async def run_admission(ctx: ApiContext, op: str, rt: ResourceType, obj: dict[str, Any] | None,
                         old: dict[str, Any] | None, info: RequestInfo, dry: bool) -> None:
+    if obj is not None and rt.group == _RBAC_GROUP:
+        # RBAC escalation checks (apiserver/rbac_escalation.py) come before admission, as upstream's storage
+        check = getattr(ctx.authorizer, "check_write", None)
+        if check is not None:
+            await check(ctx, rt, obj, old, info)
     for plugin in ctx.admission:
         await plugin(ctx, op, rt, obj, old, info, dry)
 
@@ -328,6 +345,20 @@ async def read_object(request: web.Request) -> tuple[dict[str, Any], list[str]]:
     return obj, duplicates
 
 
+def _strategy(rt: ResourceType):
+    """The create/update rules a type brings of its own (custom resources, CRDs: apiserver/crds.py), or None."""
+    return rt.extra.get("strategy") if rt.extra else None
+
+
+def check_fields(rt: ResourceType, obj: Any, mode: str | None, duplicates: list[str] | None,
+                 options_kind: str) -> list[str]:
+    """Unknown/duplicate fields and fieldValidation, by the type's own strategy when it has one."""
+    strategy = _strategy(rt)
+    if strategy is not None:
+        return strategy.check_fields(rt, obj, mode, duplicates, options_kind)
+    return validation.check_fields(rt, obj, mode, duplicates, options_kind)
+
+
 def _finish_for_store(rt: ResourceType, obj: dict[str, Any]) -> bytes:
     return codec.encode(obj)
 
@@ -340,22 +371,34 @@ async def create(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: R
     if obj is None:
         obj, duplicates = await read_object(request)
     _check_type(rt, obj)
-    warnings = validation.check_fields(rt, obj, mode, duplicates, "CreateOptions")
-    created, status = await create_object(ctx, rt, obj, info, dry)
+    warnings = check_fields(rt, obj, mode, duplicates, "CreateOptions")
+    manager = field_ownership.request_manager(request.query, request.headers, "CreateOptions")
+    created, status = await create_object(ctx, rt, obj, info, dry, field_manager=manager)
     return object_response(request, created, status, warnings)
 
 
 async def create_object(ctx: ApiContext, rt: ResourceType, obj: dict[str, Any], info: RequestInfo,
-                        dry: bool) -> tuple[dict[str, Any], int]:
+                        dry: bool, *, field_manager: str | None = None) -> tuple[dict[str, Any], int]:
+    """With `field_manager`, the create is recorded in managedFields (an Update by that manager)."""
     _set_namespace(rt, obj, info.namespace)
     meta = obj["metadata"]
     if not meta.get("name") and meta.get("generateName"):
         meta["name"] = objectmeta.generate_name(str(meta["generateName"]))
-    apply_defaults(rt, obj)
+    strategy = _strategy(rt)
+    if strategy is not None:
+        strategy.default(rt, obj)
+    else:
+        apply_defaults(rt, obj)
     objectmeta.prepare_for_create(rt, obj)
-    validation.validate(rt, obj)
+    if strategy is not None:
+        strategy.prepare_for_create(rt, obj)
+        strategy.validate(rt, obj)
+    else:
+        validation.validate(rt, obj)
     name = meta["name"]
     await _namespace_lifecycle(ctx, rt, info.namespace, name)
+    if field_manager is not None:
+        field_ownership.record_update(rt, None, obj, field_manager)
     await run_admission(ctx, Operation.CREATE, rt, obj, None, info, dry)
     taken = _allocate(ctx, rt, obj, None)
     if dry:
@@ -370,6 +413,7 @@ async def create_object(ctx: ApiContext, rt: ResourceType, obj: dict[str, Any], 
         _free(ctx, taken)
         raise
     meta["resourceVersion"] = str(kv.mod_revision)
+    await _committed(ctx, rt, kv.key, obj, kv.mod_revision)
     return obj, 201
 
 
@@ -394,7 +438,7 @@ async def update(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: R
     dry = dry_run(request)
     obj, duplicates = await read_object(request)
     _check_type(rt, obj)
-    warnings = validation.check_fields(rt, obj, mode, duplicates, "UpdateOptions")
+    warnings = check_fields(rt, obj, mode, duplicates, "UpdateOptions")
     meta = obj["metadata"]
     body_name = meta.get("name")
     if body_name and body_name != info.name:
@@ -414,17 +458,21 @@ async def update(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: R
             return merged
         return new
 
+    manager = field_ownership.request_manager(request.query, request.headers, "UpdateOptions")
     result, status = await update_object(ctx, rt, info, mutate, precondition=precondition, dry=dry,
-                                         subresource=info.subresource)
+                                         subresource=info.subresource, field_manager=manager)
     return object_response(request, result, status, warnings)
 
 
 async def update_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, mutate, *,
                         precondition: str | None = None, dry: bool = False, subresource: str = "",
-                        create_missing=None) -> tuple[dict[str, Any], int]:
+                        create_missing=None, field_manager: str | None = None,
+                        managed_subresource: str | None = None) -> tuple[dict[str, Any], int]:
     """Read-modify-write with retries on concurrent change; `mutate(current) -> new` (may raise ApiError).
 
-    With `create_missing(info) -> obj`, a missing object is created instead (server-side apply)."""
+    With `create_missing(info) -> obj`, a missing object is created instead (server-side apply).
+    With `field_manager`, the write is recorded in managedFields as an Update by that manager, through
+    `managed_subresource` (default: `subresource`)."""
     key = rt.key(info.namespace, info.name)
     for _ in range(_MAX_RETRIES):
         kv = await ctx.store.get(key)
@@ -440,10 +488,20 @@ async def update_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, mu
         new.setdefault("metadata", {})
         new["metadata"]["name"] = info.name
         _set_namespace(rt, new, info.namespace)
-        if not subresource:
-            apply_defaults(rt, new)
-        objectmeta.prepare_for_update(rt, new, current, subresource)
-        validation.validate(rt, new, current)
+        strategy = _strategy(rt)
+        if strategy is not None:
+            strategy.default(rt, new)
+            strategy.prepare_for_update(rt, new, current, subresource)
+            strategy.validate(rt, new, current)
+        else:
+            if not subresource:
+                apply_defaults(rt, new)
+            objectmeta.prepare_for_update(rt, new, current, subresource)
+            if subresource != "binding":  # binding sets spec.nodeName, which pod updates may not change
+                validation.validate(rt, new, current)
+        if field_manager is not None:
+            field_ownership.record_update(rt, current, new, field_manager,
+                                          subresource if managed_subresource is None else managed_subresource)
         await run_admission(ctx, Operation.UPDATE, rt, new, current, info, dry)
         taken = _allocate(ctx, rt, new, current)
         if objectmeta.same_object(new, current):
@@ -460,6 +518,7 @@ async def update_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, mu
             except (RevisionMismatchError, KeyNotFoundError):
                 continue
             await _released(ctx, rt, current)
+            await _committed(ctx, rt, key, None, rev)
             meta["resourceVersion"] = str(rev)
             return new, 200
         try:
@@ -475,6 +534,7 @@ async def update_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, mu
         if ctx.allocators is not None and _is_service(rt):
             ctx.allocators.committed(new, current)
         meta["resourceVersion"] = str(written.mod_revision)
+        await _committed(ctx, rt, key, new, written.mod_revision)
         return new, 200
     raise errors.ApiError(409, "Conflict", f'Operation cannot be fulfilled on {errors.qualified(rt.resource, rt.group)} '
                           f'"{info.name}": too many concurrent updates, please try again')
@@ -599,6 +659,7 @@ async def delete_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, op
         except (RevisionMismatchError, KeyNotFoundError):
             continue
         await _released(ctx, rt, obj)
+        await _committed(ctx, rt, key, None, rev)
         return obj, 200
     raise errors.ApiError(409, "Conflict", "too many concurrent updates during delete, please try again")
 

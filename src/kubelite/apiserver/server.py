@@ -17,13 +17,13 @@ from ..api.resources import Registry
 from ..pki.ca import ClusterPKI, ensure_cluster_pki
 from ..pki.kubeconfig import write_kubeconfig
 from ..pki.tls import server_ssl_context
-from ..pki.tokenfile import parse_token_file
 from ..storage.sqlite import SQLiteStore
-from . import bootstrap
+from . import bootstrap, crds
 from .allocators import ServiceAllocators
 from .app import build_app
-from .authn import Authentication, TokenFileAuthenticator, X509Authenticator
-from .authz import AuthenticatedAllowAuthorizer
+from .authn_setup import build_authentication
+from . import access_reviews, authz
+from .node_authorizer import make_node_restriction
 from .config import ServerConfig
 from .context import ApiContext
 
@@ -92,17 +92,24 @@ async def start(config: ServerConfig) -> RunningServer:
     await store.start()
     try:
         pki = await pki_task
-        authenticators: list = [X509Authenticator()]
-        if config.token_auth_file:
-            try:
-                authenticators.append(TokenFileAuthenticator(parse_token_file(config.token_auth_file)))
-            except ValueError as e:
-                raise StartupError(str(e)) from None
         ctx = ApiContext(config=config, store=store, registry=Registry(), allocators=allocators)
+        try:
+            authn = build_authentication(ctx, config, pki)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
         await allocators.load(store)
         advertise = _advertise_address(config.bind_address)
         await bootstrap.ensure_objects(ctx, advertise)
-        app = build_app(ctx, Authentication(authenticators, config.anonymous_auth), AuthenticatedAllowAuthorizer())
+        await crds.load(ctx)  # serve the stored CustomResourceDefinitions
+        authorization = authz.build(config.authorization_modes, store)
+        ctx.authorizer = authorization
+        if "Node" in config.authorization_modes:
+            ctx.admission.append(make_node_restriction(authz.current_user))
+        await authorization.start(ctx)  # RBAC objects loaded, bootstrap policy reconciled
+        app = build_app(ctx, authn.authentication, authorization)
+        authn.install(app)
+        access_reviews.install(app, authorization)
+        app.on_cleanup.append(lambda _app: authorization.stop())
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, config.bind_address, config.port, ssl_context=server_ssl_context(pki),
