@@ -140,7 +140,8 @@ async def run(args: argparse.Namespace, kubeconfig: str) -> None:
         if profiler is not None:
             profiler.stop()
             with open(args.profile, "w") as f:
-                f.write(profiler.output_html())
+                f.write(profiler.output_text(unicode=False, color=False) if args.profile.endswith(".txt")
+                        else profiler.output_html())
         stop.set()
         await runner
         rate = sched.bound / elapsed if elapsed else 0.0

@@ -144,7 +144,7 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(10)
-    sizes = dict(zip(("json", "table", "json_paged", "table_paged"), times.pop("_sizes")))
+    sizes = dict(zip(("json", "table", "json_paged", "table_paged"), times.pop("_sizes"), strict=True))
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
     for key in ("json", "table", "json_paged", "table_paged"):
         print(f"{key + '_list_ms':24s} {med[key]:9.2f} ms  (median of {args.rounds}; "

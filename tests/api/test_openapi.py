@@ -17,10 +17,16 @@ META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 
 
 def _walk(node: Any):
+    """Every schema-like dict; property-name maps are walked into but not yielded (a property may be
+    called "$ref", as JSONSchemaProps' is)."""
     if isinstance(node, dict):
         yield node
-        for v in node.values():
-            yield from _walk(v)
+        for k, v in node.items():
+            if k == "properties" and isinstance(v, dict):
+                for prop in v.values():
+                    yield from _walk(prop)
+            else:
+                yield from _walk(v)
     elif isinstance(node, list):
         for v in node:
             yield from _walk(v)

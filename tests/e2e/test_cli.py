@@ -127,9 +127,13 @@ def test_token_auth_file_and_clean_ctrl_c(tmp_path):
     c.start()
     try:
         ca = os.path.join(c.data_dir, "pki", "ca.crt")
-        r = requests.get(c.url + "/api/v1/namespaces", verify=ca,
-                         headers={"Authorization": "Bearer s3cr3t-token-value"})
-        assert r.status_code == 200
+        r = requests.post(c.url + "/apis/authentication.k8s.io/v1/selfsubjectreviews", verify=ca,
+                          headers={"Authorization": "Bearer s3cr3t-token-value"},
+                          json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+        assert r.status_code == 201, r.text
+        info = r.json()["status"]["userInfo"]
+        assert info["username"] == "alice" and info["uid"] == "1001"
+        assert info["groups"] == ["dev", "qa", "system:authenticated"]
         r = requests.get(c.url + "/api/v1/namespaces", verify=ca, headers={"Authorization": "Bearer wrong"})
         assert r.status_code == 401
     finally:

@@ -12,10 +12,10 @@ from ..api import discovery, errors, openapi
 from ..api.resources import ResourceType
 from . import crds, patching, rest, watch
 from .authn import Authentication
-from .pod_binding import create_binding
 from .authz import forbidden_for, set_current_user
 from .context import ApiContext
 from .impersonation import impersonate
+from .pod_binding import create_binding
 from .request_info import RequestInfo, parse
 from .responses import check_acceptable, error_response, json_response
 

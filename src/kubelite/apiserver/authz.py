@@ -107,10 +107,10 @@ class Authorization:
             return
         from . import rbac_bootstrap
 
-        self.aggregator = Aggregator(ctx, self.rbac)
         revision = await self.rbac.load(ctx.store)
-        await rbac_bootstrap.reconcile(ctx)
+        await rbac_bootstrap.reconcile(ctx)  # before the aggregator exists: one aggregation pass at the end
         revision = max(revision, await self.rbac.load(ctx.store))
+        self.aggregator = Aggregator(ctx, self.rbac)
         await self.aggregator.sync()
         self.rbac.on_cluster_role_change = self.aggregator.sync
         self.rbac.start_watching(ctx.store, revision)

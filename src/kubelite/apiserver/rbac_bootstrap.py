@@ -9,6 +9,7 @@ are created; existing ones that carry `rbac.authorization.kubernetes.io/autoupda
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from typing import Any
@@ -460,33 +461,39 @@ async def reconcile(ctx: ApiContext) -> None:
 
     plans = [("clusterroles", cluster_roles(), "rules"), ("clusterrolebindings", cluster_role_bindings(), "subjects"),
              ("roles", roles(), "rules"), ("rolebindings", role_bindings(), "subjects")]
+
+    async def one(resource: str, rt, obj: dict[str, Any], field: str) -> None:
+        meta = obj["metadata"]
+        ns = meta.get("namespace", "")
+        key = rt.key(ns, meta["name"])
+        kv = await ctx.store.get(key)
+        if kv is None:
+            if ns and await ctx.store.get(f"/registry/namespaces/{ns}") is None:
+                return
+            info = RequestInfo(is_resource=True, path=rt.path(ns), verb="create", group=GROUP, version="v1",
+                               namespace=ns, resource=resource, name=meta["name"])
+            try:
+                await rest.create_object(ctx, rt, obj, info, dry=False)
+            except Exception as e:  # a concurrent start created it: fine
+                log.debug("bootstrap %s %s: %s", resource, meta["name"], e)
+            return
+        current = codec.decode_kv(kv)
+        if (current["metadata"].get("annotations") or {}).get(AUTOUPDATE) != "true":
+            return
+        if resource == "clusterroles" and obj.get("aggregationRule"):
+            if current.get("aggregationRule") != obj["aggregationRule"]:
+                current["aggregationRule"] = obj["aggregationRule"]
+                await ctx.store.update(key, codec.encode(current), kv.mod_revision)
+            return
+        merged = _merge_missing(current.get(field) or [], obj.get(field) or [])
+        if merged is not None:
+            current[field] = merged
+            await ctx.store.update(key, codec.encode(current), kv.mod_revision)
+
+    jobs = []
     for resource, objects, field in plans:
         rt = ctx.registry.get(GROUP, "v1", resource)
         assert rt is not None
-        for obj in objects:
-            meta = obj["metadata"]
-            ns = meta.get("namespace", "")
-            key = rt.key(ns, meta["name"])
-            kv = await ctx.store.get(key)
-            if kv is None:
-                if ns and await ctx.store.get(f"/registry/namespaces/{ns}") is None:
-                    continue
-                info = RequestInfo(is_resource=True, path=rt.path(ns), verb="create", group=GROUP, version="v1",
-                                   namespace=ns, resource=resource, name=meta["name"])
-                try:
-                    await rest.create_object(ctx, rt, obj, info, dry=False)
-                except Exception as e:  # a concurrent start created it: fine
-                    log.debug("bootstrap %s %s: %s", resource, meta["name"], e)
-                continue
-            current = codec.decode_kv(kv)
-            if (current["metadata"].get("annotations") or {}).get(AUTOUPDATE) != "true":
-                continue
-            if resource == "clusterroles" and obj.get("aggregationRule"):
-                if current.get("aggregationRule") != obj["aggregationRule"]:
-                    current["aggregationRule"] = obj["aggregationRule"]
-                    await ctx.store.update(key, codec.encode(current), kv.mod_revision)
-                continue
-            merged = _merge_missing(current.get(field) or [], obj.get(field) or [])
-            if merged is not None:
-                current[field] = merged
-                await ctx.store.update(key, codec.encode(current), kv.mod_revision)
+        jobs.extend(one(resource, rt, obj, field) for obj in objects)
+    # concurrently, so the store commits them in a few batched transactions instead of ~100 fsyncs
+    await asyncio.gather(*jobs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import socket
@@ -18,14 +19,13 @@ from ..pki.ca import ClusterPKI, ensure_cluster_pki
 from ..pki.kubeconfig import write_kubeconfig
 from ..pki.tls import server_ssl_context
 from ..storage.sqlite import SQLiteStore
-from . import bootstrap, crds
+from . import access_reviews, authz, bootstrap, crds
 from .allocators import ServiceAllocators
 from .app import build_app
 from .authn_setup import build_authentication
-from . import access_reviews, authz
-from .node_authorizer import make_node_restriction
 from .config import ServerConfig
 from .context import ApiContext
+from .node_authorizer import make_node_restriction
 
 log = logging.getLogger("kubelite.apiserver")
 
@@ -106,6 +106,10 @@ async def start(config: ServerConfig) -> RunningServer:
         if "Node" in config.authorization_modes:
             ctx.admission.append(make_node_restriction(authz.current_user))
         await authorization.start(ctx)  # RBAC objects loaded, bootstrap policy reconciled
+        # Startup state (schemas, registry, policy) lives for the whole run: frozen, it leaves the collector's
+        # view, so the full collections a large LIST or Table triggers walk only request garbage.
+        gc.collect()
+        gc.freeze()
         app = build_app(ctx, authn.authentication, authorization)
         authn.install(app)
         access_reviews.install(app, authorization)

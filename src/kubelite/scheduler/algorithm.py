@@ -73,23 +73,32 @@ class Algorithm:
         want = num_feasible_nodes_to_find(n, self.config.percentage_of_nodes_to_score,
                                           self.config.min_feasible_nodes_to_find)
         fast = pod.spec_simple and all(pl.name in _FAST_FILTERS for pl in active)
-        r = pod.requests
-        rc, rm = r.cpu, r.memory
-        fast_fit = fast and not r.ephemeral and not r.scalars
-        feasible: list[NodeInfo] = []
-        statuses = diagnosis.node_status
         start = self.next_start % n
         order = nodes[start:] + nodes[:start] if start else nodes
-        processed = 0
-        for ni in order:
-            processed += 1
-            if fast_fit and ni.simple and not ni.nominated:
-                if (len(ni.pods) < ni.alloc_pods and (rc == 0 or rc <= ni.alloc_cpu - ni.req.cpu)
-                        and (rm == 0 or rm <= ni.alloc_mem - ni.req.memory)):
-                    feasible.append(ni)
-                    if len(feasible) >= want:
-                        break
-                    continue
+        r = pod.requests
+        feasible: list[NodeInfo] = []
+        statuses = diagnosis.node_status
+        if fast and not r.ephemeral and not r.scalars:
+            # one C-speed pass finds the nodes the fast check cannot clear; only those get the full filters
+            rc = r.cpu if r.cpu else -(1 << 62)
+            rm = r.memory if r.memory else -(1 << 62)
+            slow = [i for i, ni in enumerate(order) if ni.f_pods <= 0 or rc > ni.f_cpu or rm > ni.f_mem]
+        else:
+            slow = list(range(n))
+        processed = n
+        prev = 0
+        slow.append(n)
+        for i in slow:
+            if i > prev:
+                need = want - len(feasible)
+                if i - prev >= need:
+                    feasible.extend(order[prev:prev + need])
+                    processed = prev + need
+                    break
+                feasible.extend(order[prev:i])
+            if i == n:
+                break
+            ni = order[i]
             for pl in active:
                 st = pl.filter(state, pod, ni)
                 if st is not None:
@@ -99,7 +108,9 @@ class Algorithm:
             else:
                 feasible.append(ni)
                 if len(feasible) >= want:
+                    processed = i + 1
                     break
+            prev = i + 1
         self.next_start = (start + processed) % n
         return feasible, fast
 
@@ -108,8 +119,11 @@ class Algorithm:
     def _fast_scores(self, pod: PodInfo, feasible: list[NodeInfo]) -> list[int]:
         pc, pm = pod.nz_cpu, pod.nz_mem
         rc, rm = pod.requests.cpu, pod.requests.memory
-        out = []
-        for ni in feasible:
+        sig = (pc, pm, rc, rm)
+        out = [ni.memo.get(sig, -1) for ni in feasible]
+        for i, ni in enumerate(feasible):
+            if out[i] >= 0:
+                continue
             ac, am = ni.alloc_cpu, ni.alloc_mem
             uc, um = ni.nz_cpu + pc, ni.nz_mem + pm
             least = ((ac - uc) * MAX_NODE_SCORE // ac if 0 < ac and uc <= ac else 0)
@@ -124,7 +138,7 @@ class Algorithm:
                 balanced = int((1 - abs(fc - fm) / 2) * MAX_NODE_SCORE)
             else:
                 balanced = MAX_NODE_SCORE
-            out.append(least // 2 + balanced)
+            out[i] = ni.memo[sig] = least // 2 + balanced
         return out
 
     def score(self, state: CycleState, pod: PodInfo, feasible: list[NodeInfo], fast: bool) -> list[int]:
@@ -143,18 +157,10 @@ class Algorithm:
         return totals
 
     def select_host(self, feasible: list[NodeInfo], totals: list[int]) -> NodeInfo:
-        best = -1
-        count = 0
-        choice = feasible[0]
-        rng = self.rng
-        for ni, t in zip(feasible, totals, strict=True):
-            if t > best:
-                best, choice, count = t, ni, 1
-            elif t == best:
-                count += 1
-                if rng.randrange(count) == 0:
-                    choice = ni
-        return choice
+        """The highest total; ties broken uniformly at random, as upstream's selectHost."""
+        best = max(totals)
+        ties = [i for i, t in enumerate(totals) if t == best]
+        return feasible[ties[0] if len(ties) == 1 else self.rng.choice(ties)]
 
     # -- the whole decision ---------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ class NodeInfo:
     __slots__ = ("name", "node", "labels", "taints", "hard_taints", "soft_taints", "unschedulable",
                  "alloc", "alloc_cpu", "alloc_mem", "alloc_pods", "req", "nz_cpu", "nz_mem", "pods",
                  "ports", "pods_with_affinity", "pods_with_anti_affinity", "generation", "simple",
-                 "nominated")
+                 "nominated", "f_cpu", "f_mem", "f_pods", "memo")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -48,6 +48,19 @@ class NodeInfo:
         self.simple = True
         # uid -> PodInfo of pods nominated here by preemption (room kept for them)
         self.nominated: dict[str, PodInfo] = {}
+        # free room for the fast path (f_pods is 0 when the node needs the full filters) and memoized
+        # fast-path scores by pod request signature; both refreshed whenever the node changes
+        self.f_cpu = 0
+        self.f_mem = 0
+        self.f_pods = 0
+        self.memo: dict[tuple[int, int, int, int], int] = {}
+
+    def refresh(self) -> None:
+        self.f_cpu = self.alloc_cpu - self.req.cpu
+        self.f_mem = self.alloc_mem - self.req.memory
+        ok = self.simple and not self.nominated and self.node is not None
+        self.f_pods = self.alloc_pods - len(self.pods) if ok else 0
+        self.memo = {}
 
     def set_node(self, node: dict[str, Any]) -> None:
         self.node = node
@@ -65,6 +78,7 @@ class NodeInfo:
         self.alloc_pods = quantity(allocatable.get("pods", 0))
         self.simple = not self.hard_taints and not self.unschedulable
         self.generation += 1
+        self.refresh()
 
     def add_pod(self, p: PodInfo) -> None:
         self.pods[p.uid] = p
@@ -78,6 +92,7 @@ class NodeInfo:
         if p.anti_affinity:
             self.pods_with_anti_affinity[p.uid] = p
         self.generation += 1
+        self.refresh()
 
     def remove_pod(self, uid: str) -> PodInfo | None:
         p = self.pods.pop(uid, None)
@@ -95,6 +110,7 @@ class NodeInfo:
         self.pods_with_affinity.pop(uid, None)
         self.pods_with_anti_affinity.pop(uid, None)
         self.generation += 1
+        self.refresh()
         return p
 
     def clone(self) -> NodeInfo:
@@ -147,6 +163,7 @@ class Cache:
         if ni.node is not None:
             self.node_list = [n for n in self.node_list if n is not ni]
         ni.node = None
+        ni.refresh()
         if not ni.pods:
             del self.nodes[name]
 
@@ -230,6 +247,7 @@ class Cache:
             return
         ni.nominated[p.uid] = p
         self.nominated[p.uid] = node_name
+        ni.refresh()
 
     def clear_nominated(self, uid: str) -> None:
         name = self.nominated.pop(uid, None)
@@ -237,6 +255,7 @@ class Cache:
             ni = self.nodes.get(name)
             if ni is not None:
                 ni.nominated.pop(uid, None)
+                ni.refresh()
 
     def all_pods(self) -> list[tuple[PodInfo, NodeInfo]]:
         return [(p, ni) for ni in self.nodes.values() for p in ni.pods.values()]
