@@ -1,8 +1,9 @@
 """Patch benchmark: strategic merge patch and server-side apply of a Deployment (issue 3: ≤ 5 ms median).
 
-Two figures for each: the request latency seen by a keep-alive HTTPS client against `kubelite server`
-(a subprocess on a free port, fresh data dir), which bounds the server time from above, and the time of
-the in-process work the request does on the object (merge + managedFields), without HTTP or storage.
+Runs `kubelite`'s API server in this process (fresh data dir, free port, HTTPS) and drives it with a
+keep-alive client. "server" is the time spent in the PATCH handler (decode, merge, managedFields,
+validation, admission, the store's commit), "client" the request latency seen over HTTPS. Measured with
+the store's fsync on (the default) and off, and in-process without HTTP or storage.
 
     python bench/apply.py [--n 300]
 """
@@ -16,17 +17,16 @@ import os
 import socket
 import ssl
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 
 import aiohttp
 
 from kubelite.api import apply as ssa
 from kubelite.api import patch
 from kubelite.api.resources import Registry
+from kubelite.apiserver import patching, server
+from kubelite.apiserver.config import ServerConfig
 
 TARGET_MS = 5.0
 NS = "bench-apply"
@@ -48,24 +48,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def start_server(data: str, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "kubelite.cli", "server", "--data-dir", data, "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=ctx, timeout=1):
-                if os.path.exists(os.path.join(data, "admin.kubeconfig")):
-                    return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("server did not start")
 
 
 def report(name: str, values: list[float]) -> None:
@@ -105,10 +87,10 @@ async def over_http(url: str, pki: str, n: int) -> None:
                 await r.read()
                 assert r.status == 200, await r.text()
             apply.append((time.perf_counter() - t) * 1000)
-    report("HTTP GET (baseline, no write)", gets)
-    report("HTTP strategic merge patch", smp)
-    report("HTTP server-side apply (force)", apply)
-    report("HTTP SMP + SSA pair", [a + b for a, b in zip(smp, apply, strict=True)])
+    report("client GET (baseline, no write)", gets)
+    report("client strategic merge patch", smp)
+    report("client server-side apply (force)", apply)
+    report("client SMP + SSA pair", [a + b for a, b in zip(smp, apply, strict=True)])
 
 
 def in_process(n: int) -> None:
@@ -128,20 +110,41 @@ def in_process(n: int) -> None:
     report("in-process server-side apply", apply)
 
 
+async def run_server(n: int, fsync: bool) -> None:
+    handler_ms: list[float] = []
+    original = patching.patch_resource
+
+    async def timed(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return await original(*args, **kwargs)
+        finally:
+            handler_ms.append((time.perf_counter() - t) * 1000)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = ServerConfig(data_dir=os.path.join(tmp, "data"), port=free_port(), fsync=fsync)
+        running = await server.start(config)
+        patching.patch_resource = timed
+        try:
+            print(f"-- server in process, fsync={'on' if fsync else 'off'}")
+            await over_http(running.url, os.path.join(config.data_dir, "pki"), n)
+            smp, apply = handler_ms[0::2][-n:], handler_ms[1::2][-n:]
+            report("server strategic merge patch", smp)
+            report("server server-side apply", apply)
+            report("server SMP + SSA pair", [a + b for a, b in zip(smp, apply, strict=True)])
+        finally:
+            patching.patch_resource = original
+            await running.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=300)
     args = parser.parse_args()
+    print("-- in process, no HTTP or storage")
     in_process(args.n)
-    with tempfile.TemporaryDirectory() as tmp:
-        data = os.path.join(tmp, "data")
-        port = free_port()
-        proc = start_server(data, port)
-        try:
-            asyncio.run(over_http(f"https://127.0.0.1:{port}", os.path.join(data, "pki"), args.n))
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    asyncio.run(run_server(args.n, fsync=True))
+    asyncio.run(run_server(args.n, fsync=False))
 
 
 if __name__ == "__main__":

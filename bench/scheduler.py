@@ -106,8 +106,10 @@ async def run(args: argparse.Namespace, kubeconfig: str) -> None:
         if fake and not args.fake_bind:
             print("the API server does not serve pods/binding (503): measuring with --fake-bind")
 
-        config = SchedulerConfig(leader_elect=False, seed=1)
+        config = SchedulerConfig(leader_elect=False, seed=1, max_inflight_bindings=args.inflight)
         sched = Scheduler(client, config)
+        if args.no_events:  # diagnosis only: how much the Scheduled events cost the server
+            sched.recorder.event = lambda *a, **k: None
         if fake:
             async def no_bind(namespace, name, node_name, **kw):
                 return {}
@@ -176,6 +178,8 @@ def main() -> None:
     ap.add_argument("--fake-bind", action="store_true")
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--profile", default="")
+    ap.add_argument("--inflight", type=int, default=SchedulerConfig.max_inflight_bindings)
+    ap.add_argument("--no-events", action="store_true")
     args = ap.parse_args()
     try:
         import uvloop
