@@ -6,15 +6,25 @@ import functools
 import os
 from typing import Any
 
-import kubernetes_validate
+import importlib.util
+
 import orjson
 
 DEFAULT_VERSION = "1.33"
 _REF_PREFIX = "#/$defs/"
 
 
+@functools.cache
+def _package_dir() -> str:
+    # located, not imported: importing kubernetes_validate pulls in jsonschema, ~0.1 s of start-up
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the kubernetes-validate package is not installed")
+    return list(spec.submodule_search_locations)[0]
+
+
 def _schema_dir(version: str) -> str:
-    root = os.path.join(os.path.dirname(kubernetes_validate.__file__), "kubernetes-json-schema")
+    root = os.path.join(_package_dir(), "kubernetes-json-schema")
     return os.path.join(root, f"v{version}.0-local")
 
 
