@@ -101,6 +101,11 @@ def test_compare_of_a_create_has_no_marker_on_by_value_structs():
     # required containers list: present (null) in the typed zero object
     assert "." not in added["f:spec"]["f:template"]["f:spec"]["f:containers"]
     assert added["f:metadata"]["f:labels"] == {".": {}, "f:app": {}}
+    # null and absent are one value in a typed object: kubectl's `creationTimestamp: null` is no change
+    obj = deployment()
+    obj["spec"]["template"]["metadata"]["creationTimestamp"] = None
+    added = mf.encode(mf.compare(None, obj, DEPLOYMENT).added)
+    assert "f:creationTimestamp" not in added["f:spec"]["f:template"]["f:metadata"]
 
 
 def test_duplicate_keys_and_missing_keys_are_errors():

@@ -187,7 +187,7 @@ def test_watch_from_zero_sends_current_state(http):
 
 
 def test_compacted_watch_and_list_answer_410(tmp_path):
-    from conftest import Cluster, free_port
+    from kubelite_cluster import Cluster, free_port
 
     c = Cluster(data_dir=str(tmp_path / "data"), port=free_port(), cache_dir=str(tmp_path / "cache"),
                 extra_args=["--etcd-compaction-interval", "0.5"])
@@ -228,12 +228,12 @@ def test_service_ip_and_node_port_allocation(http):
     assert r.status_code == 422 and "is not in the valid range. The range of valid IPs is 10.96.0.0/12" in \
         r.json()["message"]
     np = svc("np-a", type="NodePort")
-    np["spec"]["ports"][0]["nodePort"] = 30068
+    np["spec"]["ports"][0]["nodePort"] = 31068
     assert http.post(http.base + NS + "/services", json=np).status_code == 201
     np["metadata"]["name"] = "np-b"
     r = http.post(http.base + NS + "/services", json=np)
     assert r.status_code == 422
-    assert r.json()["message"] == ('Service "np-b" is invalid: spec.ports[0].nodePort: Invalid value: 30068: '
+    assert r.json()["message"] == ('Service "np-b" is invalid: spec.ports[0].nodePort: Invalid value: 31068: '
                                    'provided port is already allocated')
     np["spec"]["ports"][0]["nodePort"] = 29999
     r = http.post(http.base + NS + "/services", json=np)
@@ -248,5 +248,5 @@ def test_service_ip_and_node_port_allocation(http):
                          headers={"Content-Type": "application/merge-patch+json"}).json()
     assert "nodePort" not in patched["spec"]["ports"][0]
     np["metadata"]["name"] = "np-c"
-    np["spec"]["ports"][0]["nodePort"] = 30068
+    np["spec"]["ports"][0]["nodePort"] = 31068
     assert http.post(http.base + NS + "/services", json=np).status_code == 201

@@ -12,7 +12,7 @@ import threading
 import orjson
 import requests
 
-from conftest import Cluster, free_port
+from kubelite_cluster import Cluster, free_port
 
 
 def run_cli(*args, timeout=30):

@@ -14,9 +14,9 @@ import jwt
 import pytest
 import requests
 
-from conftest import KUBECTL
 from kubectl_output import header, rows
 from kubelite.pki.kubeconfig import write_kubeconfig
+from kubelite_cluster import KUBECTL
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 

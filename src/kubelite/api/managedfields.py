@@ -594,8 +594,8 @@ def _compare(lhs: Any, rhs: Any, node: TypeNode) -> tuple[FieldSet | None, Field
                     lv = empty
                 elif rv is _MISSING and right is not None:
                     rv = empty
-            if lv is rv:
-                continue
+            if lv is rv or (lv is None and rv is _MISSING) or (rv is None and lv is _MISSING):
+                continue  # null and absent are the same field value in a typed object
             a, m, r = _compare(lv, rv, child)
             pe = "f:" + key
             if a is not None:

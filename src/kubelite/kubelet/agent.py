@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import ipaddress
 import logging
 import time
@@ -28,7 +29,8 @@ from ..client.workqueue import ItemExponentialFailureRateLimiter
 from . import node as nodeapi
 from .lifecycle import BackOff, field_path
 from .podstatus import ContainerState, compute_pod_status, status_patch
-from .simulated import SimEvent, SimulatedConfig, SimulatedPod
+from .runtime.base import Runtime
+from .simulated import SimEvent, SimulatedConfig, SimulatedPod, SimulatedRuntime
 
 log = logging.getLogger("kubelite.kubelet.simulated")
 
@@ -107,9 +109,11 @@ class SimulatedNodes:
     """N simulated nodes served by one set of informers; `start()`, then `stop()` (or `stop_node(name)`)."""
 
     def __init__(self, client: ApiClient, names: Iterable[str], config: SimulatedConfig | None = None, *,
-                 informers: SharedInformerFactory | None = None) -> None:
+                 informers: SharedInformerFactory | None = None, runtime: Runtime | None = None,
+                 node_specs: list[nodeapi.NodeSpec] | None = None) -> None:
         self.client = client
         self.cfg = config or SimulatedConfig()
+        self.runtime: Runtime = runtime or SimulatedRuntime(self.cfg)
         self.factory = informers or SharedInformerFactory(client)
         self._own_factory = informers is None
         self.nodes: dict[str, _Node] = {}
@@ -119,6 +123,8 @@ class SimulatedNodes:
                 name=name, internal_ip=str(net.network_address + i + 2), capacity=dict(self.cfg.capacity),
                 labels={SIMULATED_LABEL: "true", **self.cfg.labels}, taints=list(self.cfg.taints))
             self.nodes[name] = _Node(spec=spec, index=i)
+        for i, spec in enumerate(node_specs or ()):  # real nodes describe themselves
+            self.nodes[spec.name] = _Node(spec=spec, index=len(self.nodes) + i)
         self.pods: dict[str, SimulatedPod] = {}  # "ns/name" -> runtime state
         self._last_status: dict[str, Obj] = {}
         self.backoff = BackOff(self.cfg.backoff_initial, self.cfg.backoff_max)
@@ -151,6 +157,7 @@ class SimulatedNodes:
             n.next_status = now + self.cfg.node_status_report_seconds
 
         await asyncio.gather(*(register(n) for n in self.nodes.values()))
+        self.runtime.attach(self.queue.add, lambda node: self._pool(self.nodes[node]).cidr)
         self.pod_informer.add_handler(self._on_add, self._on_update, self._on_delete)
         self.node_informer.add_handler(None, self._on_node_update, None)
         self.factory.start()
@@ -251,6 +258,9 @@ class SimulatedNodes:
         self._last_status.pop(key, None)
         if sp is None:
             return
+        released = self.runtime.release(sp)
+        if inspect.isawaitable(released):
+            self._tasks.append(asyncio.ensure_future(released))
         n = self.nodes.get(sp.node_name)
         if sp.ip and n is not None:
             for pool in n.pools.values():
@@ -314,12 +324,14 @@ class SimulatedNodes:
             phase = (pod.get("status") or {}).get("phase")
             if phase in ("Succeeded", "Failed") and not meta.get("deletionTimestamp"):
                 return  # finished before we got here (agent restart); nothing more will happen to it
-            sp = self.pods[key] = SimulatedPod(pod, self.cfg, now)
-            self._adopt(pod, sp, n)
+            sp = self.pods[key] = self.runtime.new_pod(pod, now)
+            if self.runtime.adopts_from_status:
+                self._adopt(pod, sp, n)
         last = self._last_status.get(key)
         base = pod if last is None else {**pod, "status": last}
-        events, wake = sp.step(base, now, backoff=self.backoff, image_backoff=self.image_backoff,
-                               images=n.images, alloc_ip=lambda: self._pool(n).alloc())
+        stepped = sp.step(base, now, backoff=self.backoff, image_backoff=self.image_backoff,
+                          images=n.images, alloc_ip=lambda: self._pool(n).alloc())
+        events, wake = await stepped if inspect.isawaitable(stepped) else stepped
         self._emit(n, pod, events)
         if meta.get("deletionTimestamp") and sp.termination_done(now):
             try:

@@ -391,3 +391,21 @@ class SimulatedPod:
 
     def termination_done(self, now: float) -> bool:
         return self.terminate_at is not None and now >= self.terminate_at
+
+
+class SimulatedRuntime:
+    """The `runtime.base.Runtime` of simulated nodes: pods that follow the timetable above."""
+
+    adopts_from_status = True
+
+    def __init__(self, cfg: SimulatedConfig) -> None:
+        self.cfg = cfg
+
+    def attach(self, notify: Callable[[str], None], pod_cidr: Callable[[str], str]) -> None:
+        pass
+
+    def new_pod(self, pod: Obj, now: float) -> SimulatedPod:
+        return SimulatedPod(pod, self.cfg, now)
+
+    def release(self, handle: SimulatedPod) -> None:
+        pass

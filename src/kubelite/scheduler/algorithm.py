@@ -171,8 +171,9 @@ class Algorithm:
         state: CycleState = {}
         diagnosis = Diagnosis()
         active = self.pre_filter(state, pod, diagnosis)
-        if pod.nominated_node:
-            ni = self.cache.nodes.get(pod.nominated_node)
+        nominated = pod.nominated_node or self.cache.nominated.get(pod.uid, "")
+        if nominated:
+            ni = self.cache.nodes.get(nominated)
             if ni is not None and ni.node is not None and self.run_filters(active, state, pod, ni) is None:
                 return ni, state
         feasible, fast = self.find_feasible(state, pod, active, diagnosis)

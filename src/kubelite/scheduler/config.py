@@ -18,7 +18,7 @@ class SchedulerConfig:
     percentage_of_nodes_to_score: int = 0
     min_feasible_nodes_to_find: int = 100
     # binding runs beside the scheduling loop, as upstream's binding cycle goroutines
-    max_inflight_bindings: int = 256
+    max_inflight_bindings: int = 32  # more in flight only queues up in the API server (measured)
     preemption: bool = True
     # leader election through the Lease kube-system/kube-scheduler
     leader_elect: bool = True

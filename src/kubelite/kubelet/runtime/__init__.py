@@ -1,0 +1,1 @@
+"""Container runtimes the node agent plugs in (`Runtime`): the simulated one and runc."""
