@@ -65,7 +65,7 @@ async def test_deployment_creates_replicaset_and_pods(api, ns, fresh_cluster):
             assert len(p["metadata"]["name"]) == len(rs["metadata"]["name"]) + 6
             assert p["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"]
         # kubectl sees what the tutorial shows
-        out = await kubectl(fresh_cluster, "get", "deploy", "-n", ns, check=True).stdout
+        out = (await kubectl(fresh_cluster, "get", "deploy", "-n", ns, check=True)).stdout
         assert "3/3     3            3" in out, out
         r = await kubectl(fresh_cluster, "rollout", "status", "deployment/nginx-deployment", "-n", ns, "--timeout=20s",
                                   check=True)
@@ -98,7 +98,7 @@ async def test_rolling_update_undo_and_pod_replacement(api, ns, fresh_cluster):
         assert new["spec"]["replicas"] == 4 and new["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
         pods = await _active_pods(api, ns)
         assert {p["spec"]["containers"][0]["image"] for p in pods} == {"nginx:1.16.1"}
-        hist = await kubectl(fresh_cluster, "rollout", "history", "deployment/web", "-n", ns, check=True).stdout
+        hist = (await kubectl(fresh_cluster, "rollout", "history", "deployment/web", "-n", ns, check=True)).stdout
         assert "1 " in hist and "2 " in hist
 
         await kubectl(fresh_cluster, "rollout", "undo", "deployment/web", "-n", ns, check=True)
