@@ -29,6 +29,7 @@ class Cluster:
     proc: subprocess.Popen | None = None
     log_path: str = ""
     extra_args: list[str] = field(default_factory=list)
+    command: str = "server"  # or "up": API server plus controllers, scheduler and simulated nodes
 
     @property
     def url(self) -> str:
@@ -42,7 +43,7 @@ class Cluster:
         self.log_path = os.path.join(self.data_dir + ".log")
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelite.cli", "server", "--data-dir", self.data_dir,
+            [sys.executable, "-m", "kubelite.cli", self.command, "--data-dir", self.data_dir,
              "--port", str(self.port), *self.extra_args],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout

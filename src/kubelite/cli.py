@@ -119,14 +119,121 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
     print(f"kubelite {what}: API server ready at {server.url} in {elapsed:.2f}s", file=sys.stderr)
     print(f"kubelite {what}: kubeconfig: {server.kubeconfig}", file=sys.stderr)
     print(f"kubelite {what}:   export KUBECONFIG={server.kubeconfig}", file=sys.stderr)
+    components = None
+    if what == "up":
+        from .launcher import ComponentSettings, start_components
+
+        settings = ComponentSettings(controllers=not args.disable_controller_manager,
+                                     scheduler=not args.disable_scheduler, simulated_nodes=args.simulated_nodes)
+        components = await start_components(config.data_dir, server.url, settings)
+        running = ", ".join(components.tasks) or "nothing else"
+        print(f"kubelite {what}: running {running}", file=sys.stderr)
+        if settings.simulated_nodes:
+            print(f"kubelite {what}: {settings.simulated_nodes} simulated node(s): pods run through their states "
+                  f"without processes", file=sys.stderr)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print(f"kubelite {what}: stopping", file=sys.stderr)
+    if components is not None:
+        await components.shutdown()
     await server.stop()
     return 0
+
+
+def _add_component_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kubeconfig", required=True, help="kubeconfig with this component's credentials")
+    p.add_argument("-v", "--verbose", action="store_true", help="log internals")
+
+
+async def _component(args: argparse.Namespace) -> int:
+    """`kubelite controller-manager|scheduler|agent`: one component, talking to an API server elsewhere."""
+    from .client import ApiClient
+
+    client = ApiClient.from_kubeconfig(args.kubeconfig, user_agent=f"{args.command}/v1.33.1 (linux) kubelite")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        if args.command == "controller-manager":
+            from .controllers.manager import ControllerManagerConfig, run_controller_manager
+
+            config = ControllerManagerConfig(root_ca_file=args.root_ca_file) if args.root_ca_file else \
+                ControllerManagerConfig()
+            await run_controller_manager(client, stop=stop, config=config)
+        elif args.command == "scheduler":
+            from .scheduler import SchedulerConfig, run_scheduler
+
+            await run_scheduler(client, stop=stop, config=SchedulerConfig())
+        else:
+            from .kubelet.agent import run_simulated_nodes
+
+            if args.simulated <= 0:
+                print("kubelite: error: only simulated nodes are available so far: use --simulated N",
+                      file=sys.stderr)
+                return 1
+            await run_simulated_nodes(client, count=args.simulated, stop=stop, prefix=args.node_prefix)
+    finally:
+        await client.close()
+    return 0
+
+
+async def _status(args: argparse.Namespace) -> int:
+    """Health of the API server, the leader-elected components and the nodes, as the API shows them."""
+    from datetime import UTC, datetime
+
+    from .api.resources import Registry
+    from .apiserver.server import admin_kubeconfig_path
+    from .client import ApiClient, ClientError
+
+    path = admin_kubeconfig_path(os.path.abspath(os.path.expanduser(args.data_dir)))
+    if not os.path.exists(path):
+        print(f"kubelite: error: no cluster in {args.data_dir} (no {path})", file=sys.stderr)
+        return 1
+    client = ApiClient.from_kubeconfig(path)
+    registry = Registry()
+    rows = []
+    try:
+        try:
+            ready = await client.request("GET", "/readyz", raw=True)
+            rows.append(("apiserver", "ok" if ready else "not ready", client.server_url))
+        except (OSError, ClientError) as e:
+            rows.append(("apiserver", "unreachable", str(e)))
+            return _print_status(rows, 1)
+        leases = registry.get("coordination.k8s.io", "v1", "leases")
+        now = datetime.now(UTC)
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            try:
+                lease = await client.get(leases, "kube-system", name)
+            except ClientError:
+                rows.append((name, "not running", "no leader lease"))
+                continue
+            spec = lease.get("spec") or {}
+            renewed = spec.get("renewTime")
+            fresh = False
+            if renewed:
+                when = datetime.fromisoformat(renewed.replace("Z", "+00:00"))
+                fresh = (now - when).total_seconds() <= spec.get("leaseDurationSeconds", 15)
+            rows.append((name, "ok" if fresh else "not running", f"leader {spec.get('holderIdentity', '')}"))
+        nodes = (await client.list(registry.get("", "v1", "nodes")))["items"]
+        ready_nodes = sum(1 for n in nodes for c in (n.get("status") or {}).get("conditions") or []
+                          if c.get("type") == "Ready" and c.get("status") == "True")
+        rows.append(("nodes", "ok" if nodes and ready_nodes == len(nodes) else "degraded" if nodes else "none",
+                     f"{ready_nodes}/{len(nodes)} Ready"))
+    finally:
+        await client.close()
+    return _print_status(rows, 0 if all(r[1] == "ok" for r in rows) else 1)
+
+
+def _print_status(rows: list[tuple[str, str, str]], rc: int) -> int:
+    width = max(len(r[0]) for r in rows) + 3
+    print(f"{'COMPONENT':<{width}}{'STATUS':<14}DETAIL")
+    for name, state, detail in rows:
+        print(f"{name:<{width}}{state:<14}{detail}")
+    return rc
 
 
 def _run(coro) -> int:
@@ -144,8 +251,28 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start a cluster in the foreground (Ctrl-C stops it)",
                         description="Start everything kubelite has (API server, …) in the foreground.")
     _add_server_flags(up)
+    up.add_argument("--simulated-nodes", type=int, default=1, metavar="N",
+                    help="simulated nodes to run (like kwok: pods go through their states without processes; "
+                         "default: 1)")
+    up.add_argument("--disable-scheduler", action="store_true", help="do not run the scheduler")
+    up.add_argument("--disable-controller-manager", action="store_true", help="do not run the controllers")
     server = sub.add_parser("server", help="run the API server alone", description="Run the API server alone.")
     _add_server_flags(server)
+    cm = sub.add_parser("controller-manager", help="run the controllers against an API server",
+                        description="Run the controller-manager alone (leader-elected through a Lease).")
+    _add_component_flags(cm)
+    cm.add_argument("--root-ca-file", default=None, help="CA bundle published as kube-root-ca.crt")
+    sch = sub.add_parser("scheduler", help="run the scheduler against an API server",
+                         description="Run the scheduler alone (leader-elected through a Lease).")
+    _add_component_flags(sch)
+    agent = sub.add_parser("agent", help="run node agents against an API server",
+                           description="Run node agents (kubelets) against an API server.")
+    _add_component_flags(agent)
+    agent.add_argument("--simulated", type=int, default=0, metavar="N", help="run N simulated nodes")
+    agent.add_argument("--node-prefix", default="sim-node-", help="name prefix of simulated nodes")
+    st = sub.add_parser("status", help="show the health of a cluster's components",
+                        description="Show the health of the API server, controllers, scheduler and nodes.")
+    st.add_argument("--data-dir", default=default_data_dir(), help="data dir (default: %(default)s)")
     kp = sub.add_parser("kubeconfig-path", help="print the admin kubeconfig's path",
                         description="Print the path of the admin kubeconfig that `kubelite up` writes.")
     kp.add_argument("--data-dir", default=default_data_dir(), help="data dir (default: %(default)s)")
@@ -160,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.command == "status":
+        return _run(_status(args))
     try:
+        if args.command in ("controller-manager", "scheduler", "agent"):
+            return _run(_component(args))
         return _run(_serve(args, args.command))
     except KeyboardInterrupt:
         return 130

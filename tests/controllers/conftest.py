@@ -103,7 +103,8 @@ async def api(fresh_cluster):
 @pytest.fixture
 async def manager(fresh_cluster, api):
     """The controller-manager (no leader election) running in this loop until the test ends."""
-    config = ControllerManagerConfig.for_data_dir(fresh_cluster.data_dir, leader_elect=False)
+    config = ControllerManagerConfig.for_data_dir(fresh_cluster.data_dir, leader_elect=False,
+                                                  namespace_finalizer_estimate=2.0)
     cm = ControllerManager(api, config)
     stop = asyncio.Event()
     task = asyncio.create_task(cm.run(stop))

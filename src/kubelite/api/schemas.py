@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from typing import Any
-
-import importlib.util
 
 import orjson
 

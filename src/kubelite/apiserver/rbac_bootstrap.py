@@ -372,6 +372,11 @@ CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[dict[str, Any]]]] = {
 for _name in CONTROLLER_ROLES:
     CLUSTER_ROLE_BINDINGS[f"system:controller:{_name}"] = (
         f"system:controller:{_name}", [_subject("ServiceAccount", _name, "kube-system")])
+    # kubelite's controller-manager runs every controller under its own certificate identity (upstream's
+    # --use-service-account-credentials=false), so that identity holds each controller's role, in bindings
+    # of kubelite's own name next to upstream's.
+    CLUSTER_ROLE_BINDINGS[f"kubelite:controller-manager:{_name}"] = (
+        f"system:controller:{_name}", [_subject("User", "system:kube-controller-manager")])
 
 # Namespaced roles of the bootstrap policy: (namespace, name) -> rules; bound to the same-named subjects below.
 ROLES: dict[tuple[str, str], list[dict[str, Any]]] = {

@@ -314,14 +314,24 @@ def safe_encode(text: str) -> str:
 def compute_hash(template: Obj, collision_count: int | None = None) -> str:
     """FNV-32a of the template (its canonical JSON here; upstream hashes the Go struct dump), the collision
     count appended as 8 little-endian bytes, then the decimal value safe-encoded: e.g. `585449566`."""
-    data = json.dumps(template, sort_keys=True, separators=(",", ":")).encode()
+    data = json.dumps(_drop_nulls(template), sort_keys=True, separators=(",", ":")).encode()
     if collision_count is not None:
         data += int(collision_count & 0xFFFFFFFF).to_bytes(4, "little") + b"\0\0\0\0"
     return safe_encode(str(fnv32a(data)))
 
 
+def _drop_nulls(value: Any) -> Any:
+    """JSON nulls read as absent, as they do once decoded into upstream's Go types (kubectl's rollback patch
+    carries `creationTimestamp: null` in the template)."""
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
 def _without_hash(template: Obj | None) -> Obj:
-    t = copy.deepcopy(template or {})
+    t = _drop_nulls(template or {})
     labels = (t.get("metadata") or {}).get("labels")
     if labels is not None:
         labels.pop(POD_TEMPLATE_HASH, None)

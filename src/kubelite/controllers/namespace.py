@@ -187,7 +187,8 @@ class NamespaceController(Controller):
             return  # finalized already; the API server removes it
         totals, discovery_error = await self.delete_all_content(key, ns)
         status = copy.deepcopy(ns.get("status") or {})
-        if merge_conditions(status, content_conditions(totals, discovery_error)):
+        if self.config.namespace_status_conditions and merge_conditions(
+                status, content_conditions(totals, discovery_error)):
             ns["status"] = status
             try:
                 ns = await self.client.update_status(self.ns_rt, ns)

@@ -1,0 +1,49 @@
+"""Reading and writing the objects admission plugins consult, straight from the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import codec
+
+Obj = dict[str, Any]
+
+
+def _rt(ctx, group: str, version: str, resource: str):
+    rt = ctx.registry.get(group, version, resource)
+    if rt is None:
+        raise LookupError(f"{resource}.{group} is not served")
+    return rt
+
+
+async def get(ctx, group: str, version: str, resource: str, namespace: str, name: str) -> Obj | None:
+    kv = await ctx.store.get(_rt(ctx, group, version, resource).key(namespace, name))
+    return codec.decode_kv(kv) if kv is not None else None
+
+
+async def list_all(ctx, group: str, version: str, resource: str, namespace: str | None) -> list[Obj]:
+    rt = _rt(ctx, group, version, resource)
+    out: list[Obj] = []
+    start = ""
+    while True:
+        result = await ctx.store.list(rt.prefix(namespace or None), limit=500, start_key=start)
+        for kv in result.items:
+            out.append(codec.decode_kv(kv))
+            start = kv.key + "\x00"
+        if not result.more or not result.items:
+            return out
+
+
+async def write(ctx, group: str, version: str, resource: str, obj: Obj) -> bool:
+    """Compare-and-swap on the object's resourceVersion; False when it changed meanwhile."""
+    from ...storage.interface import KeyNotFoundError, RevisionMismatchError
+
+    rt = _rt(ctx, group, version, resource)
+    meta = obj["metadata"]
+    try:
+        written = await ctx.store.update(rt.key(meta.get("namespace", ""), meta["name"]), codec.encode(obj),
+                                         int(meta["resourceVersion"]))
+    except (RevisionMismatchError, KeyNotFoundError):
+        return False
+    meta["resourceVersion"] = str(written.mod_revision)
+    return True

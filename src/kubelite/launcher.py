@@ -1,0 +1,119 @@
+"""Running kubelite's components next to the API server in one process (`kubelite up`), or alone.
+
+Each component talks to the API server over HTTPS with its own identity from the cluster CA, exactly as it
+would from another machine; sharing a process only saves memory and start-up time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from .client import ApiClient
+from .pki.components import CONTROLLER_MANAGER, SCHEDULER, write_component_kubeconfig
+
+log = logging.getLogger("kubelite.launcher")
+
+# Simulated nodes play many kubelets from one process, as kwok does, so no single node identity fits them:
+# they act as a cluster administrator. Real node agents use system:node:<name>.
+SIMULATED_NODES = ("kubelite:simulated-nodes", ("system:masters",))
+
+
+@dataclass
+class ComponentSettings:
+    controllers: bool = True
+    scheduler: bool = True
+    simulated_nodes: int = 0
+    node_prefix: str = "sim-node-"
+    controller_overrides: dict = field(default_factory=dict)
+    scheduler_overrides: dict = field(default_factory=dict)
+    simulated_overrides: dict = field(default_factory=dict)
+
+
+@dataclass
+class Components:
+    stop: asyncio.Event
+    tasks: dict[str, asyncio.Task]
+    clients: list[ApiClient]
+
+    def health(self) -> dict[str, str]:
+        """ok / failed: <error> / stopped, per component."""
+        result = {}
+        for name, task in self.tasks.items():
+            if not task.done():
+                result[name] = "ok"
+            elif task.cancelled():
+                result[name] = "stopped"
+            elif task.exception() is not None:
+                result[name] = f"failed: {task.exception()}"
+            else:
+                result[name] = "stopped"
+        return result
+
+    async def shutdown(self, timeout: float = 10.0) -> None:
+        self.stop.set()
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks.values(), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            for task in self.tasks.values():
+                with contextlib.suppress(BaseException):
+                    await task
+        for client in self.clients:
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
+def _client(data_dir: str, server_url: str, name: str, identity: tuple[str, tuple[str, ...]]) -> ApiClient:
+    cn, orgs = identity
+    path = write_component_kubeconfig(data_dir, name, cn, list(orgs), server=server_url)
+    return ApiClient.from_kubeconfig(path, user_agent=f"{name}/v1.33.1 (linux) kubelite")
+
+
+def _logged(name: str, coro) -> asyncio.Task:
+    async def run():
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s stopped with an error", name)
+            raise
+
+    return asyncio.create_task(run(), name=name)
+
+
+async def start_components(data_dir: str, server_url: str, settings: ComponentSettings) -> Components:
+    stop = asyncio.Event()
+    tasks: dict[str, asyncio.Task] = {}
+    clients: list[ApiClient] = []
+    loop = asyncio.get_running_loop()
+    if settings.controllers:
+        from .controllers.manager import ControllerManagerConfig, run_controller_manager
+
+        client = await loop.run_in_executor(None, _client, data_dir, server_url, "controller-manager",
+                                            CONTROLLER_MANAGER)
+        clients.append(client)
+        config = ControllerManagerConfig.for_data_dir(data_dir, **settings.controller_overrides)
+        tasks["controller-manager"] = _logged("controller-manager",
+                                              run_controller_manager(client, stop=stop, config=config))
+    if settings.scheduler:
+        from .scheduler import SchedulerConfig, run_scheduler
+
+        client = await loop.run_in_executor(None, _client, data_dir, server_url, "scheduler", SCHEDULER)
+        clients.append(client)
+        tasks["scheduler"] = _logged("scheduler", run_scheduler(
+            client, stop=stop, config=SchedulerConfig(**settings.scheduler_overrides)))
+    if settings.simulated_nodes > 0:
+        from .kubelet.agent import run_simulated_nodes
+        from .kubelet.simulated import SimulatedConfig
+
+        client = await loop.run_in_executor(None, _client, data_dir, server_url, "simulated-nodes",
+                                            SIMULATED_NODES)
+        clients.append(client)
+        tasks["simulated-nodes"] = _logged("simulated-nodes", run_simulated_nodes(
+            client, count=settings.simulated_nodes, stop=stop, prefix=settings.node_prefix,
+            config=SimulatedConfig(**settings.simulated_overrides)))
+    return Components(stop, tasks, clients)
