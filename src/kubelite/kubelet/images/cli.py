@@ -12,7 +12,7 @@ import sys
 import time
 
 from .archive import ImportError_, import_archive
-from .reference import familiar_name
+from .reference import InvalidReference, normalize
 from .store import ImageStore
 
 
@@ -72,8 +72,6 @@ def images_ls(args: argparse.Namespace) -> int:
 def images_rm(args: argparse.Namespace) -> int:
     """`kubelite images rm NAME|ID…`: untag, then free what nothing uses any more."""
     store = _store(args)
-    from .reference import InvalidReference, normalize
-
     rc = 0
     for name in args.images:
         candidates = [name]
@@ -90,7 +88,7 @@ def images_rm(args: argparse.Namespace) -> int:
             print(f"kubelite images rm: error: no such image: {name}", file=sys.stderr)
             rc = 1
         for n in removed:
-            print(f"Deleted: {familiar_name(n.split('@')[0]) if False else n}")
+            print(f"Deleted: {n}")
     freed = store.gc()
     if freed["layers"] or freed["blobs"]:
         print(f"freed {_human(freed['bytes'])} ({freed['layers']} layers, {freed['blobs']} blobs)")

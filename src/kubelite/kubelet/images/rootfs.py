@@ -174,9 +174,6 @@ class RootfsManager:
         for sub in ("upper", "work", "rootfs"):
             os.makedirs(os.path.join(d, sub), exist_ok=True)
         lowers = ":".join(self.store.layer_path(x) for x in reversed(rec.layers))
-        if len(rec.layers) == 1:
-            # overlayfs wants two lowers when there is no upper; with an upper one is fine.
-            pass
         _mount("overlay", os.path.join(d, "rootfs"), "overlay",
                f"lowerdir={lowers},upperdir={d}/upper,workdir={d}/work")
 
