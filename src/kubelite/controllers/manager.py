@@ -273,6 +273,15 @@ CONTROLLERS: dict[str, str] = {
     "serviceaccount-controller": "kubelite.controllers.serviceaccount:ServiceAccountController",
     "root-ca-certificate-publisher-controller": "kubelite.controllers.rootca:RootCACertPublisher",
     "garbage-collector-controller": "kubelite.controllers.garbagecollector:GarbageCollector",
+    "endpoints-controller": "kubelite.controllers.endpoints:EndpointsController",
+    "endpointslice-controller": "kubelite.controllers.endpointslice:EndpointSliceController",
+    "endpointslice-mirroring-controller": "kubelite.controllers.endpointslice:EndpointSliceMirroringController",
+    "node-lifecycle-controller": "kubelite.controllers.nodelifecycle:NodeLifecycleController",
+    "taint-eviction-controller": "kubelite.controllers.nodelifecycle:TaintEvictionController",
+    "node-ipam-controller": "kubelite.controllers.nodeipam:NodeIpamController",
+    "pod-garbage-collector-controller": "kubelite.controllers.podgc:PodGCController",
+    "persistentvolume-binder-controller": "kubelite.controllers.persistentvolume:PersistentVolumeBinderController",
+    "local-path-provisioner": "kubelite.controllers.localpath:LocalPathProvisioner",
 }
 
 # Older names upstream still accepts for --controllers.
@@ -284,6 +293,13 @@ ALIASES: dict[str, str] = {
     "serviceaccount": "serviceaccount-controller",
     "root-ca-cert-publisher": "root-ca-certificate-publisher-controller",
     "garbagecollector": "garbage-collector-controller",
+    "endpoint": "endpoints-controller",
+    "endpointslice": "endpointslice-controller",
+    "endpointslicemirroring": "endpointslice-mirroring-controller",
+    "nodelifecycle": "node-lifecycle-controller",
+    "nodeipam": "node-ipam-controller",
+    "podgc": "pod-garbage-collector-controller",
+    "persistentvolume-binder": "persistentvolume-binder-controller",
 }
 
 
