@@ -55,7 +55,28 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubernetes-version", default="1.33", help="Kubernetes API version served (default: 1.33)")
     p.add_argument("--etcd-compaction-interval", type=float, default=300.0, metavar="SECONDS",
                    help="how often old store history is compacted (default: 300)")
+    p.add_argument("--enable-admission-plugins", default="", metavar="NAMES",
+                   help="admission plugins to enable in addition to the default-on ones (comma-separated)")
+    p.add_argument("--disable-admission-plugins", default="", metavar="NAMES",
+                   help="default-on admission plugins to disable (comma-separated)")
+    p.add_argument("--admission-control-config-file", default=None, metavar="FILE",
+                   help="an AdmissionConfiguration file (PodSecurity defaults and exemptions)")
     p.add_argument("-v", "--verbose", action="store_true", help="log requests and internals")
+
+
+def _admission_config(args: argparse.Namespace) -> dict:
+    from .apiserver import admission
+    from .apiserver.admission.config_file import load_admission_config
+
+    enable = admission.parse_plugin_list(args.enable_admission_plugins)
+    disable = admission.parse_plugin_list(args.disable_admission_plugins)
+    try:
+        admission.enabled_plugins(enable, disable)
+        pod_security = load_admission_config(args.admission_control_config_file).get("PodSecurity") \
+            if args.admission_control_config_file else None
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"kubelite: error: {e}") from None
+    return {"admission_enable": enable, "admission_disable": disable, "pod_security": pod_security}
 
 
 def _config(args: argparse.Namespace):
@@ -102,7 +123,8 @@ def _config(args: argparse.Namespace):
         port=args.port, kubernetes_version=version, service_cluster_ip_range=args.service_cluster_ip_range,
         service_node_port_range=(low, high), token_auth_file=args.token_auth_file,
         anonymous_auth=args.anonymous_auth == "true", extra_sans=list(args.tls_san),
-        write_kubeconfig=write_kubeconfig, compaction_interval=args.etcd_compaction_interval, **authn)
+        write_kubeconfig=write_kubeconfig, compaction_interval=args.etcd_compaction_interval, **authn,
+        **_admission_config(args))
 
 
 async def _serve(args: argparse.Namespace, what: str) -> int:
@@ -276,7 +298,12 @@ def main(argv: list[str] | None = None) -> int:
     kp = sub.add_parser("kubeconfig-path", help="print the admin kubeconfig's path",
                         description="Print the path of the admin kubeconfig that `kubelite up` writes.")
     kp.add_argument("--data-dir", default=default_data_dir(), help="data dir (default: %(default)s)")
+    from .kubelet.images.cli import add_images_parser
+
+    add_images_parser(sub, default_data_dir())
     args = parser.parse_args(argv)
+    if args.command == "images":
+        return args.func(args)
     if args.command is None:
         parser.print_help()
         return 2

@@ -77,9 +77,9 @@ def _simulate(replicas, surge, unavailable, ready_each_step=True):
         else:
             budget = du.max_scaled_down(d, [old, new], new)
             if budget > 0:
-                for rs, size in du.cleanup_unhealthy_plan([old], budget):
+                for _unused, size in du.cleanup_unhealthy_plan([old], budget):
                     old = du.with_replicas(old, size)
-                for rs, size in du.scale_down_old_plan(d, [old, new], [old]):
+                for _unused, size in du.scale_down_old_plan(d, [old, new], [old]):
                     old = du.with_replicas(old, size)
         # old pods go away at once; new ones become available
         old["status"] = {"replicas": du.spec_replicas(old), "availableReplicas": du.spec_replicas(old)}

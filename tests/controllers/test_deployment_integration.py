@@ -75,6 +75,13 @@ async def test_deployment_creates_replicaset_and_pods(api, ns, fresh_cluster):
             items = (await api.list(EVENTS, ns))["items"]
             return {(e["reason"], e["message"]) for e in items} or None
 
+        desc = (await kubectl(fresh_cluster, "describe", "deployment", "nginx-deployment", "-n", ns,
+                              check=True)).stdout
+        assert f"NewReplicaSet:   {rs['metadata']['name']} (3/3 replicas created)" in desc, desc
+        assert "Available      True    MinimumReplicasAvailable" in desc, desc
+        assert "Progressing    True    NewReplicaSetAvailable" in desc, desc
+        rs_out = (await kubectl(fresh_cluster, "get", "rs", "-n", ns, check=True)).stdout
+        assert rs_out.split("\n")[1].split()[:4] == [rs["metadata"]["name"], "3", "3", "3"], rs_out
         evs = await wait_for(events, 10, what="events")
         assert ("ScalingReplicaSet", f"Scaled up replica set {rs['metadata']['name']} from 0 to 3") in evs
         assert any(r == "SuccessfulCreate" and m.startswith("Created pod: ") for r, m in evs)

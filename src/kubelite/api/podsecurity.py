@@ -122,6 +122,12 @@ def policy_to_evaluate(labels: dict[str, str] | None, defaults: Policy = Policy(
             if err:
                 errs.append(LabelError(version_label, labels[version_label], err))
         parts[mode] = LevelVersion(level, version)
+    # an explicit, valid enforce level stricter than warn also warns, unless warn is labelled itself
+    enforce_ok = ENFORCE_LEVEL_LABEL in labels and labels[ENFORCE_LEVEL_LABEL] in LEVELS
+    if enforce_ok and WARN_LEVEL_LABEL not in labels and \
+            compare_levels(parts["enforce"].level, parts["warn"].level) > 0:
+        version = parts["warn"].version if WARN_VERSION_LABEL in labels else parts["enforce"].version
+        parts["warn"] = LevelVersion(parts["enforce"].level, version)
     return Policy(**parts), errs
 
 

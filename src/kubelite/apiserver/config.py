@@ -32,3 +32,8 @@ class ServerConfig:
     extra_sans: list[str] = field(default_factory=list)
     write_kubeconfig: str | None = None
     fsync: bool = True
+    # admission (apiserver/admission): upstream's default-on plugins, plus/minus these names
+    admission_enable: list[str] = field(default_factory=list)  # --enable-admission-plugins
+    admission_disable: list[str] = field(default_factory=list)  # --disable-admission-plugins
+    pod_security: dict | None = None  # PodSecurityConfiguration body (defaults, exemptions)
+    resource_quota_sync_period: float = 30.0  # full quota recalculation; deletes trigger one at once

@@ -132,19 +132,6 @@ def _set_namespace(rt: ResourceType, obj: dict[str, Any], namespace: str) -> Non
         meta.pop("namespace", None)
 
 
-async def _namespace_lifecycle(ctx: ApiContext, rt: ResourceType, namespace: str, name: str) -> None:
-    """No new content in a missing or terminating namespace (NamespaceLifecycle admission)."""
-    if not rt.namespaced:
-        return
-    kv = await ctx.store.get(f"/registry/namespaces/{namespace}")
-    if kv is None:
-        raise errors.not_found("namespaces", "", namespace)
-    ns = codec.decode_kv(kv)
-    if ns.get("metadata", {}).get("deletionTimestamp") or (ns.get("status") or {}).get("phase") == "Terminating":
-        raise errors.forbidden(rt.resource, rt.group, name,
-                               f"unable to create new content in namespace {namespace} because it is being terminated")
-
-
 _RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
@@ -163,8 +150,21 @@ async def run_admission(ctx: ApiContext, op: str, rt: ResourceType, obj: dict[st
         check = getattr(ctx.authorizer, "check_write", None)
         if check is not None:
             await check(ctx, rt, obj, old, info)
+    # the validating phase of the admission chain (apiserver/admission); a plain list holds legacy plugins
+    validate = getattr(ctx.admission, "validate", None)
+    if validate is not None:
+        await validate(ctx, op, rt, obj, old, info, dry)
+        return
     for plugin in ctx.admission:
         await plugin(ctx, op, rt, obj, old, info, dry)
+
+
+async def run_mutating_admission(ctx: ApiContext, op: str, rt: ResourceType, obj: dict[str, Any] | None,
+                                 old: dict[str, Any] | None, info: RequestInfo, dry: bool) -> None:
+    """The mutating phase, after defaulting and before validation, as upstream orders it."""
+    mutate = getattr(ctx.admission, "mutate", None)
+    if mutate is not None:
+        await mutate(ctx, op, rt, obj, old, info, dry)
 
 
 def _selectors(request: web.Request, rt: ResourceType):
@@ -389,6 +389,7 @@ async def create_object(ctx: ApiContext, rt: ResourceType, obj: dict[str, Any], 
         strategy.default(rt, obj)
     else:
         apply_defaults(rt, obj)
+    await run_mutating_admission(ctx, Operation.CREATE, rt, obj, None, info, dry)
     objectmeta.prepare_for_create(rt, obj)
     if strategy is not None:
         strategy.prepare_for_create(rt, obj)
@@ -396,7 +397,6 @@ async def create_object(ctx: ApiContext, rt: ResourceType, obj: dict[str, Any], 
     else:
         validation.validate(rt, obj)
     name = meta["name"]
-    await _namespace_lifecycle(ctx, rt, info.namespace, name)
     if field_manager is not None:
         field_ownership.record_update(rt, None, obj, field_manager)
     await run_admission(ctx, Operation.CREATE, rt, obj, None, info, dry)
@@ -491,11 +491,13 @@ async def update_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, mu
         strategy = _strategy(rt)
         if strategy is not None:
             strategy.default(rt, new)
+            await run_mutating_admission(ctx, Operation.UPDATE, rt, new, current, info, dry)
             strategy.prepare_for_update(rt, new, current, subresource)
             strategy.validate(rt, new, current)
         else:
             if not subresource:
                 apply_defaults(rt, new)
+            await run_mutating_admission(ctx, Operation.UPDATE, rt, new, current, info, dry)
             objectmeta.prepare_for_update(rt, new, current, subresource)
             if subresource != "binding":  # binding sets spec.nodeName, which pod updates may not change
                 validation.validate(rt, new, current)
@@ -626,6 +628,7 @@ async def delete_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, op
             raise errors.conflict(rt.resource, rt.group, info.name,
                                   f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
                                   f"ResourceVersion in object meta: {meta.get('resourceVersion')}")
+        await run_mutating_admission(ctx, Operation.DELETE, rt, None, obj, info, dry)
         await run_admission(ctx, Operation.DELETE, rt, None, obj, info, dry)
         finalizers = list(meta.get("finalizers") or [])
         policy = opts.get("propagationPolicy")

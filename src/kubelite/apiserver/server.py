@@ -19,7 +19,7 @@ from ..pki.ca import ClusterPKI, ensure_cluster_pki
 from ..pki.kubeconfig import write_kubeconfig
 from ..pki.tls import server_ssl_context
 from ..storage.sqlite import SQLiteStore
-from . import access_reviews, authz, bootstrap, crds
+from . import access_reviews, admission, authz, bootstrap, crds
 from .allocators import ServiceAllocators
 from .app import build_app
 from .authn_setup import build_authentication
@@ -94,6 +94,10 @@ async def start(config: ServerConfig) -> RunningServer:
         pki = await pki_task
         ctx = ApiContext(config=config, store=store, registry=Registry(), allocators=allocators)
         try:
+            ctx.admission = admission.build_chain(config)  # type: ignore[assignment]
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        try:
             authn = build_authentication(ctx, config, pki)
         except ValueError as e:
             raise StartupError(str(e)) from None
@@ -106,11 +110,14 @@ async def start(config: ServerConfig) -> RunningServer:
         if "Node" in config.authorization_modes:
             ctx.admission.append(make_node_restriction(authz.current_user))
         await authorization.start(ctx)  # RBAC objects loaded, bootstrap policy reconciled
+        await admission.start(ctx)  # built-in PriorityClasses, the quota refresher
         # Startup state (schemas, registry, policy) lives for the whole run: frozen, it leaves the collector's
         # view, so the full collections a large LIST or Table triggers walk only request garbage.
         gc.collect()
         gc.freeze()
         app = build_app(ctx, authn.authentication, authorization)
+        app.middlewares.append(admission.warning_middleware)  # admission warnings → Warning headers
+        app.on_cleanup.append(lambda _app: admission.stop(ctx))
         authn.install(app)
         access_reviews.install(app, authorization)
         app.on_cleanup.append(lambda _app: authorization.stop())

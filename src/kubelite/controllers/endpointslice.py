@@ -261,7 +261,9 @@ class _SliceWriter(Controller):
         self.slice_rt = ctx.rt("discovery.k8s.io", "v1", "endpointslices")
         self.svc_rt = ctx.rt("", "v1", "services")
         self.slices = self.informer(self.slice_rt)
-        self.slices.add_indexer("service", self._slice_service_index)
+        # the slice informer is shared by both slice controllers: one index each
+        self.index_name = f"service-of-{self.managed_by}"
+        self.slices.add_indexer(self.index_name, self._slice_service_index)
         self.slices.add_handler(self._slice_changed, lambda o, n: self._slice_changed(n), self._slice_changed)
         self.written = WriteTracker()
 
@@ -276,7 +278,7 @@ class _SliceWriter(Controller):
             self.queue.add(key)
 
     def owned_slices(self, key: str) -> list[Obj]:
-        return self.slices.by_index("service", key)
+        return self.slices.by_index(self.index_name, key)
 
     async def apply_plan(self, key: str, ns: str, plan: SlicePlan, make: Any) -> None:
         """Write `plan`; `make(body)` completes a new slice's metadata / an updated slice's labels."""

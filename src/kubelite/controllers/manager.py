@@ -282,10 +282,20 @@ CONTROLLERS: dict[str, str] = {
     "pod-garbage-collector-controller": "kubelite.controllers.podgc:PodGCController",
     "persistentvolume-binder-controller": "kubelite.controllers.persistentvolume:PersistentVolumeBinderController",
     "local-path-provisioner": "kubelite.controllers.localpath:LocalPathProvisioner",
+    "statefulset-controller": "kubelite.controllers.statefulset:StatefulSetController",
+    "daemonset-controller": "kubelite.controllers.daemonset:DaemonSetController",
+    "job-controller": "kubelite.controllers.job:JobController",
+    "cronjob-controller": "kubelite.controllers.cronjob:CronJobController",
+    "ttl-after-finished-controller": "kubelite.controllers.job:TTLAfterFinishedController",
 }
 
 # Older names upstream still accepts for --controllers.
 ALIASES: dict[str, str] = {
+    "statefulset": "statefulset-controller",
+    "daemonset": "daemonset-controller",
+    "job": "job-controller",
+    "cronjob": "cronjob-controller",
+    "ttl-after-finished": "ttl-after-finished-controller",
     "deployment": "deployment-controller",
     "replicaset": "replicaset-controller",
     "replicationcontroller": "replicationcontroller-controller",

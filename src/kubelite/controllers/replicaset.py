@@ -25,6 +25,7 @@ log = logging.getLogger("kubelite.controllers.replicaset")
 
 Obj = dict[str, Any]
 ORPHAN_PODS_INDEX = "controllers/orphans-by-namespace"
+GENERATE_NAME_ATTEMPTS = 8
 
 
 def _orphans_by_namespace(pod: Obj) -> tuple[str, ...]:
@@ -288,7 +289,15 @@ class ReplicaSetController(Controller):
 
         async def create_one() -> None:
             try:
-                pod = await self.client.create(self.pods_rt, pod_from_template(template, owner, ref), ns)
+                # a generateName collision is a 409 AlreadyExists; upstream's API server retries those
+                # itself (RetryGenerateName, GA in 1.32), ours may not: retry here as it would
+                for attempt in range(GENERATE_NAME_ATTEMPTS):
+                    try:
+                        pod = await self.client.create(self.pods_rt, pod_from_template(template, owner, ref), ns)
+                        break
+                    except ClientError as e:
+                        if not e.is_already_exists or attempt == GENERATE_NAME_ATTEMPTS - 1:
+                            raise
             except ClientError as e:
                 if is_namespace_terminating_error(e):
                     return

@@ -13,7 +13,6 @@ reason "ErrImagePull" right after a failed pull, "ImagePullBackOff" while backin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -155,18 +154,19 @@ class ImagePuller:
         Raises ImagePullError(ErrImagePull, containerd-style message)."""
         ref = parse(image) if isinstance(image, str) else image
         key = str(ref)
-        fut = self._inflight.get(key)
-        if fut is None:
-            fut = asyncio.get_running_loop().create_future()
-            self._inflight[key] = fut
-            try:
-                fut.set_result(await self._pull(ref, auths))
-            except BaseException as e:
-                fut.set_exception(e)
-                fut.exception()   # mark retrieved: the waiters (if any) re-raise it themselves
-            finally:
-                del self._inflight[key]
-        return await asyncio.shield(fut)
+        task = self._inflight.get(key)
+        if task is None:
+            # A task of its own, so one waiter's cancellation does not cancel the pull the others wait for.
+            task = asyncio.ensure_future(self._pull(ref, auths))
+            self._inflight[key] = task
+
+            def done(t: asyncio.Future[PullResult]) -> None:
+                self._inflight.pop(key, None)
+                if not t.cancelled():
+                    t.exception()   # retrieved here, re-raised to every waiter by its await
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
 
     async def _pull(self, ref: Reference, auths: AuthConfigs | None) -> PullResult:
         started = time.monotonic()
@@ -228,8 +228,8 @@ class ImagePuller:
         return record, pulled
 
     def forget_backoff(self, key: str) -> None:
-        with contextlib.suppress(KeyError):
-            self.backoff.succeeded(key)
+        """Drop a key's back-off state (e.g. when its pod is deleted)."""
+        self.backoff.succeeded(key)
 
 
 def _go_duration(seconds: float) -> str:

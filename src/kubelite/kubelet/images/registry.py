@@ -329,6 +329,10 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
                             for m in _CHALLENGE_PARAM.finditer(rest)}
 
 
+def _basic(creds: Credentials) -> str:
+    return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+
+
 def _sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -356,6 +360,11 @@ def _connect_message(method: str, url: str, exc: BaseException) -> str:
         detail = f"dial tcp: lookup {host.rsplit(':', 1)[0]}: no such host"
     elif isinstance(exc, asyncio.TimeoutError | TimeoutError):
         detail = f"dial tcp {host}: i/o timeout"
+    elif isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        code = getattr(cause, "verify_code", None)
+        detail = "tls: failed to verify certificate: x509: " + (
+            "certificate signed by unknown authority" if code in (18, 19, 20, 21) else
+            str(getattr(cause, "verify_message", None) or "certificate verify failed"))
     elif isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
         detail = f"tls: {getattr(cause, 'reason', None) or cause}"
     else:
@@ -449,7 +458,7 @@ class RegistryClient:
         if scheme == "basic":
             if not creds or not creds.username:
                 raise RegistryError("failed to authorize: no basic auth credentials", "Unauthorized", 401)
-            header = "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+            header = _basic(creds)
             self._tokens[(ep.host, scope)] = (header, time.monotonic() + 3600)
             return header
         if scheme != "bearer" or not params.get("realm"):
@@ -472,8 +481,8 @@ class RegistryClient:
                         "client_id": "kubelite", **query}
                 resp = await sess.post(realm, data=form, ssl=sslctx)
             else:
-                auth = aiohttp.BasicAuth(creds.username, creds.password) if creds and creds.username else None
-                resp = await sess.get(token_url, auth=auth, ssl=sslctx)
+                hdrs = {"Authorization": _basic(creds)} if creds and creds.username else {}
+                resp = await sess.get(token_url, headers=hdrs, ssl=sslctx)
             body = await resp.read()
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise RegistryError("failed to authorize: failed to fetch " + f"{kind} token: "

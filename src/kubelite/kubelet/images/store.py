@@ -220,7 +220,7 @@ def unpack_layer(stream: IO[bytes], dest: str, *, overlay_whiteouts: bool, privi
                     os.link(target, path, follow_symlinks=False)
                 except FileNotFoundError:
                     log.warning("layer hardlink %s → %s: target not in this layer; skipped", m.name, m.linkname)
-                    continue
+                continue   # the inode's owner and mode are the target's
             elif m.ischr() or m.isblk():
                 if not privileged:
                     continue
