@@ -112,4 +112,6 @@ def add_images_parser(sub: argparse._SubParsersAction, default_data_dir: str) ->
     rm = isub.add_parser("rm", help="remove images")
     rm.add_argument("images", nargs="+", metavar="IMAGE")
     rm.set_defaults(func=images_rm)
+    for child in (imp, ls, rm):  # `kubelite images ls --data-dir D` works as well as `images --data-dir D ls`
+        child.add_argument("--data-dir", default=argparse.SUPPRESS, help="data dir")
     return p
