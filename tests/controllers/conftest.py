@@ -13,6 +13,7 @@ import pytest
 from kubelite.api.resources import Registry
 from kubelite.client import ApiClient, ClientError
 from kubelite.controllers.manager import ControllerManager, ControllerManagerConfig
+from kubelite.pki.components import CONTROLLER_MANAGER, write_component_kubeconfig
 
 R = Registry()
 NAMESPACES = R.get("", "v1", "namespaces")
@@ -101,11 +102,23 @@ async def api(fresh_cluster):
 
 
 @pytest.fixture
-async def manager(fresh_cluster, api):
+async def cm_client(fresh_cluster):
+    """A client with the controller-manager's own identity (system:kube-controller-manager), as `kubelite up`
+    gives it: RBAC must let the controllers do their work through their ServiceAccounts."""
+    cn, orgs = CONTROLLER_MANAGER
+    path = await asyncio.to_thread(write_component_kubeconfig, fresh_cluster.data_dir, "controller-manager", cn,
+                                   list(orgs))
+    client = ApiClient.from_kubeconfig(path)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def manager(fresh_cluster, cm_client):
     """The controller-manager (no leader election) running in this loop until the test ends."""
     config = ControllerManagerConfig.for_data_dir(fresh_cluster.data_dir, leader_elect=False,
                                                   namespace_finalizer_estimate=2.0)
-    cm = ControllerManager(api, config)
+    cm = ControllerManager(cm_client, config)
     stop = asyncio.Event()
     task = asyncio.create_task(cm.run(stop))
     yield cm

@@ -154,10 +154,10 @@ async def test_namespace_waits_for_finalizers(api, manager):
     await wait_for(gone, 15, what="namespace gone")
 
 
-async def test_leader_election(api, fresh_cluster):
+async def test_leader_election(api, cm_client, fresh_cluster):
     stop = asyncio.Event()
     config = ControllerManagerConfig.for_data_dir(fresh_cluster.data_dir, identity="cm-test")
-    task = asyncio.create_task(run_controller_manager(api, stop=stop, config=config,
+    task = asyncio.create_task(run_controller_manager(cm_client, stop=stop, config=config,
                                                       controllers=["serviceaccount", "namespace"]))
     try:
         async def held():

@@ -104,14 +104,17 @@ async def test_node_ipam_assigns_pod_cidrs(env):
 async def test_stopped_node_goes_not_ready_is_tainted_and_evicted(env):
     cluster, client, nodes, _ = env
     unreachable = {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}
-    await client.create(PODS, pod("plain", "sim-b"), "default")
-    await client.create(PODS, pod("tolerant", "sim-b", [dict(unreachable, tolerationSeconds=2)]), "default")
+    # tolerationSeconds 0: evicted at once
+    await client.create(PODS, pod("plain", "sim-b", [dict(unreachable, tolerationSeconds=0)]), "default")
+    # no tolerations: the DefaultTolerationSeconds admission gives it 300 s
+    await client.create(PODS, pod("defaulted", "sim-b"), "default")
+    await client.create(PODS, pod("tolerant", "sim-b", [dict(unreachable, tolerationSeconds=4)]), "default")
     await client.create(PODS, pod("forever", "sim-b", [unreachable]), "default")
     await client.create(PODS, pod("elsewhere", "sim-a"), "default")
 
     async def all_ready():
         ps = (await client.list(PODS, "default"))["items"]
-        return len(ps) == 4 and all(cond(p, "Ready").get("status") == "True" for p in ps)
+        return len(ps) == 5 and all(cond(p, "Ready").get("status") == "True" for p in ps)
 
     await wait_for(all_ready)
     # healthy nodes stay Ready well past the grace period
@@ -139,26 +142,30 @@ async def test_stopped_node_goes_not_ready_is_tainted_and_evicted(env):
                           ("node.kubernetes.io/unreachable", "NoExecute")} <= taints else None
 
     await wait_for(tainted)
-    r = cluster.kubectl("get", "nodes", check=True)
-    status = {row[0]: row[1] for row in rows(r.stdout)}
-    assert status == {"sim-a": "Ready", "sim-b": "NotReady"}
-    assert header(r.stdout)[:2] == ["NAME", "STATUS"]
+    tainted_at = time.monotonic()
 
     async def deleting(name):
         p = await get(client, PODS, "default", name)
         return p is None or bool(p["metadata"].get("deletionTimestamp"))
 
-    # no toleration: evicted at once; tolerationSeconds=2: two seconds after the taint
+    # tolerationSeconds=0: evicted at once; tolerationSeconds=4: four seconds after the taint (which is
+    # stamped to the second)
     await wait_for(lambda: deleting("plain"), timeout=3)
     assert not await deleting("tolerant")
-    tainted_at = time.monotonic()
-    await wait_for(lambda: deleting("tolerant"), timeout=5)
-    assert time.monotonic() - tainted_at >= 1.0
+    r = cluster.kubectl("get", "nodes", check=True)
+    status = {row[0]: row[1] for row in rows(r.stdout)}
+    assert status == {"sim-a": "Ready", "sim-b": "NotReady"}
+    assert header(r.stdout)[:2] == ["NAME", "STATUS"]
+    defaulted = await client.get(PODS, "default", "defaulted")
+    assert {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute",
+            "tolerationSeconds": 300} in defaulted["spec"]["tolerations"]
+    await wait_for(lambda: deleting("tolerant"), timeout=8)
+    assert time.monotonic() - tainted_at >= 2.5
     p = await get(client, PODS, "default", "tolerant")
     if p is not None:
         assert cond(p, "DisruptionTarget")["reason"] == "DeletionByTaintManager"
     await asyncio.sleep(0.5)
-    assert not await deleting("forever") and not await deleting("elsewhere")
+    assert not await deleting("forever") and not await deleting("elsewhere") and not await deleting("defaulted")
     forever = await client.get(PODS, "default", "forever")
     assert cond(forever, "Ready")["status"] == "False"  # marked not ready with its node
 

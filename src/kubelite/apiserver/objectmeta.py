@@ -7,6 +7,7 @@ import secrets
 import uuid
 from typing import Any
 
+from ..api.jobs import set_generated_selector
 from ..api.resources import ResourceType
 from ..api.timefmt import now_rfc3339
 
@@ -76,6 +77,8 @@ def prepare_for_create(rt: ResourceType, obj: dict[str, Any]) -> None:
         obj["status"] = {"phase": "Active"}
     if key == ("", "Namespace"):
         _label_namespace(obj)
+    elif key == ("batch", "Job"):
+        set_generated_selector(obj)
 
 
 def _label_namespace(obj: dict[str, Any]) -> None:

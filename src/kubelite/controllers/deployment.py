@@ -34,6 +34,7 @@ class DeploymentController(Controller):
     name = "deployment-controller"
     aliases = ("deployment",)
     event_component = "deployment-controller"
+    service_account = "deployment-controller"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx, workers=ctx.config.concurrent_deployment_syncs)
@@ -522,9 +523,10 @@ class DeploymentController(Controller):
         return await self.client.update_status(self.d_rt, obj)
 
     async def _set_revision(self, d: Obj, revision: str) -> Obj:
-        """The Deployment's revision annotation (a metadata patch: status writes keep metadata as it was)."""
+        """The Deployment's revision annotation (written apart: our status writes keep metadata as it was)."""
         if not revision or du.annotations(d).get(du.REVISION) == revision:
             return d
-        return await self.client.patch(self.d_rt, d["metadata"]["namespace"], d["metadata"]["name"],
-                                       {"metadata": {"annotations": {du.REVISION: revision},
-                                                     "resourceVersion": d["metadata"]["resourceVersion"]}})
+        # a PUT, not a patch: upstream's deployment-controller role may update deployments but not patch them
+        updated = copy.deepcopy(d)
+        updated["metadata"].setdefault("annotations", {})[du.REVISION] = revision
+        return await self.client.update(self.d_rt, updated)

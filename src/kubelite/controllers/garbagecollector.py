@@ -58,6 +58,7 @@ class GarbageCollector(Controller):
     name = "garbage-collector-controller"
     aliases = ("garbagecollector",)
     event_component = "garbage-collector-controller"
+    service_account = "generic-garbage-collector"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx, workers=ctx.config.concurrent_gc_syncs)

@@ -7,14 +7,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..api.jobs import (  # noqa: F401  - re-exported for the controller's modules
+    CONTROLLER_UID_LABEL,
+    JOB_NAME_LABEL,
+    LEGACY_CONTROLLER_UID_LABEL,
+    LEGACY_JOB_NAME_LABEL,
+    generate_selector,
+)
 from . import controller_utils as cu
 
 Obj = dict[str, Any]
 
-CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-LEGACY_CONTROLLER_UID_LABEL = "controller-uid"
-LEGACY_JOB_NAME_LABEL = "job-name"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 COMPLETION_INDEX_ENV = "JOB_COMPLETION_INDEX"
@@ -28,16 +31,6 @@ COMPLETIONS_REACHED = ("CompletionsReached", "Reached expected number of succeed
 
 
 # ------------------------------------------------------------------------------------------------ selector
-
-
-def generate_selector(job: Obj) -> tuple[Obj, dict[str, str]]:
-    """(spec.selector, labels to add to the template) the API server sets on create when manualSelector
-    is not true (upstream's job strategy generateSelector)."""
-    uid = job["metadata"]["uid"]
-    name = job["metadata"]["name"]
-    labels = {CONTROLLER_UID_LABEL: uid, JOB_NAME_LABEL: name,
-              LEGACY_CONTROLLER_UID_LABEL: uid, LEGACY_JOB_NAME_LABEL: name}
-    return {"matchLabels": {CONTROLLER_UID_LABEL: uid}}, labels
 
 
 def effective_selector(job: Obj) -> Obj:

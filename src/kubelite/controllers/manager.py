@@ -15,6 +15,7 @@ Adding a controller (e.g. statefulset):
         name = "statefulset-controller"          # upstream's --controllers name
         aliases = ("statefulset",)                # older spellings accepted by --controllers
         event_component = "statefulset-controller"
+        service_account = "statefulset-controller"  # writes as kube-system/statefulset-controller (its RBAC role)
 
         def __init__(self, ctx: ControllerContext) -> None:
             super().__init__(ctx, workers=ctx.config.concurrent_statefulset_syncs)
@@ -44,6 +45,7 @@ import contextlib
 import importlib
 import logging
 import os
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -77,6 +79,11 @@ class ControllerManagerConfig:
     lease_name: str = "kube-controller-manager"
     lease_namespace: str = "kube-system"
     identity: str | None = None  # default: hostname_<uuid>
+    # --use-service-account-credentials (kubeadm sets it): each controller writes as its own ServiceAccount
+    # in kube-system (system:controller:<name> RBAC roles) with a token it requests and refreshes; informers
+    # read with the manager's own identity. Without it every controller uses the manager's client.
+    use_service_account_credentials: bool = True
+    service_account_token_seconds: int = 3600
     # --controller-start-interval
     controller_start_interval: float = 0.0
     informer_sync_timeout: float = 120.0
@@ -142,6 +149,13 @@ class ControllerContext:
         self.registry = registry or Registry()
         self.recorders: list[EventRecorder] = []
 
+    def with_client(self, client: ApiClient) -> ControllerContext:
+        """The same informers, config and recorders list, writing through another client."""
+        ctx = ControllerContext.__new__(ControllerContext)
+        ctx.__dict__.update(self.__dict__)
+        ctx.client = client
+        return ctx
+
     def event_recorder(self, component: str) -> EventRecorder:
         recorder = EventRecorder(self.client, component)
         self.recorders.append(recorder)
@@ -160,6 +174,7 @@ class Controller:
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
     event_component: ClassVar[str] = ""
+    service_account: ClassVar[str] = ""  # kube-system SA it acts as (--use-service-account-credentials)
     enabled_by_default: ClassVar[bool] = True
 
     def __init__(self, ctx: ControllerContext, *, workers: int = 1) -> None:
@@ -313,6 +328,25 @@ ALIASES: dict[str, str] = {
 }
 
 
+# The kube-system ServiceAccount of each upstream controller (its system:controller:<sa> role), for
+# controllers whose class sets no `service_account`.
+SERVICE_ACCOUNTS: dict[str, str] = {
+    "endpoints-controller": "endpoint-controller",
+    "endpointslice-controller": "endpointslice-controller",
+    "endpointslice-mirroring-controller": "endpointslicemirroring-controller",
+    "node-lifecycle-controller": "node-controller",
+    "taint-eviction-controller": "node-controller",
+    "node-ipam-controller": "node-controller",
+    "pod-garbage-collector-controller": "pod-garbage-collector",
+    "persistentvolume-binder-controller": "persistent-volume-binder",
+    "statefulset-controller": "statefulset-controller",
+    "daemonset-controller": "daemon-set-controller",
+    "job-controller": "job-controller",
+    "cronjob-controller": "cronjob-controller",
+    "ttl-after-finished-controller": "ttl-after-finished-controller",
+}
+
+
 def register_controller(name: str, target: str | type[Controller], *aliases: str) -> None:
     """Add a controller at run time (a "module:Class" path or the class itself)."""
     CONTROLLERS[name] = target if isinstance(target, str) else f"{target.__module__}:{target.__qualname__}"
@@ -348,6 +382,82 @@ def resolve_controllers(requested: list[str] | None, config: ControllerManagerCo
     return [n for n in names if n not in disabled]
 
 
+class ServiceAccountCredentials:
+    """Clients acting as kube-system ServiceAccounts (upstream's SAControllerClientBuilder): the account is
+    created if missing, a token requested through `serviceaccounts/<name>/token`, and renewed at 80% of its
+    lifetime. The TLS context trusts the cluster CA only, so the token (not a client certificate) is who
+    the API server sees."""
+
+    def __init__(self, root: ApiClient, config: ControllerManagerConfig) -> None:
+        self.root = root
+        self.config = config
+        self.clients: dict[str, ApiClient] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._sa_rt = Registry().get("", "v1", "serviceaccounts")
+
+    async def _token(self, name: str) -> str:
+        ns = self.config.lease_namespace
+        try:
+            await self.root.create(self._sa_rt, {"apiVersion": "v1", "kind": "ServiceAccount",
+                                                 "metadata": {"name": name}}, ns)
+        except ClientError as e:
+            if not e.is_already_exists:
+                raise
+        review = await self.root.create_subresource(self._sa_rt, ns, name, "token", {
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {"expirationSeconds": self.config.service_account_token_seconds}})
+        return review["status"]["token"]
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        ca = self.config.ca_bundle()
+        base = self.root.ssl_context
+        if base is None or not ca:
+            return base
+        ctx = ssl.create_default_context(cadata=ca)
+        ctx.check_hostname = base.check_hostname
+        ctx.verify_mode = base.verify_mode
+        return ctx
+
+    async def client_for(self, name: str) -> ApiClient:
+        if name in self.clients:
+            return self.clients[name]
+        token = await self._token(name)
+        client = ApiClient(self.root.server_url, self._ssl_context(), token=token,
+                           user_agent=f"{self.root.user_agent}/{name}")
+        self.clients[name] = client
+        self._tasks.append(asyncio.create_task(self._renew(name, client), name=f"token-{name}"))
+        return client
+
+    async def _renew(self, name: str, client: ApiClient) -> None:
+        period = self.config.service_account_token_seconds * 0.8
+        while True:
+            await asyncio.sleep(period)
+            try:
+                token = await self._token(name)
+            except (ClientError, OSError, TimeoutError) as e:
+                log.warning("renewing the token of %s failed: %s", name, getattr(e, "message", e))
+                period = 10.0
+                continue
+            period = self.config.service_account_token_seconds * 0.8
+            header = f"Bearer {token}"
+            client.token = token
+            # ApiClient has no token setter: its default headers feed the next session, the live session's
+            # default headers the requests from now on (informer watches keep their connections)
+            client._headers["Authorization"] = header
+            if client._session is not None and not client._session.closed:
+                client._session.headers["Authorization"] = header
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        for client in self.clients.values():
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
 class ControllerManager:
     """The enabled controllers sharing one informer factory; `run(stop)` until `stop` is set (or cancelled)."""
 
@@ -361,10 +471,20 @@ class ControllerManager:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         self.ctx = ctx = ControllerContext(self.client, self.config)
+        creds = ServiceAccountCredentials(self.client, self.config)
         tasks: list[asyncio.Task] = []
         try:
             for name in self.names:
-                self.controllers[name] = controller_class(name)(ctx)
+                cls = controller_class(name)
+                own = ctx
+                account = cls.service_account or SERVICE_ACCOUNTS.get(name, "")
+                if self.config.use_service_account_credentials and account:
+                    try:
+                        own = ctx.with_client(await creds.client_for(account))
+                    except (ClientError, OSError, TimeoutError) as e:
+                        log.warning("%s: no ServiceAccount credentials (%s); using the manager's own", name,
+                                    getattr(e, "message", e))
+                self.controllers[name] = cls(own)
             ctx.informers.start()
             for name, ctrl in self.controllers.items():
                 tasks.append(asyncio.create_task(self._run_one(name, ctrl), name=name))
@@ -390,6 +510,7 @@ class ControllerManager:
             for rec in ctx.recorders:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(rec.stop(timeout=2.0))
+            await creds.close()
 
     async def _run_one(self, name: str, ctrl: Controller) -> None:
         try:

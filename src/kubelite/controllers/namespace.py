@@ -100,6 +100,7 @@ class NamespaceController(Controller):
     name = "namespace-controller"
     aliases = ("namespace",)
     event_component = "namespace-controller"
+    service_account = "namespace-controller"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx, workers=ctx.config.concurrent_namespace_syncs)

@@ -72,6 +72,7 @@ class ReplicaSetController(Controller):
     name = "replicaset-controller"
     aliases = ("replicaset",)
     event_component = "replicaset-controller"
+    service_account = "replicaset-controller"
     owner_group, owner_version, owner_resource = "apps", "v1", "replicasets"
     owner_api_version, owner_kind = "apps/v1", "ReplicaSet"
 
@@ -409,6 +410,7 @@ class ReplicationControllerController(ReplicaSetController):
     name = "replicationcontroller-controller"
     aliases = ("replicationcontroller",)
     event_component = "replication-controller"
+    service_account = "replication-controller"
     owner_group, owner_version, owner_resource = "", "v1", "replicationcontrollers"
     owner_api_version, owner_kind = "v1", "ReplicationController"
 

@@ -27,6 +27,7 @@ class RootCACertPublisher(Controller):
     name = "root-ca-certificate-publisher-controller"
     aliases = ("root-ca-cert-publisher",)
     event_component = "root-ca-cert-publisher"
+    service_account = "root-ca-cert-publisher"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx, workers=ctx.config.concurrent_root_ca_syncs)

@@ -17,6 +17,7 @@ class ServiceAccountController(Controller):
     name = "serviceaccount-controller"
     aliases = ("serviceaccount",)
     event_component = "serviceaccount-controller"
+    service_account = "service-account-controller"
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx, workers=ctx.config.concurrent_serviceaccount_syncs)

@@ -4,7 +4,8 @@
 informer handlers (`attach(factory)`) or directly (`apply(kind, obj)` / `remove(kind, obj)`, which unit tests
 and benchmarks use).  `endpoints(ns, svc)` gives one `Endpoint` per address, from the Service's
 EndpointSlices when it has any, else from its Endpoints object (as CoreDNS and kube-proxy prefer slices).
-Every change bumps `version` and calls the listeners (DNS drops its answer cache on it).
+Every change bumps `version` and calls the listeners with the (namespace, service) it touched, or None when
+it may touch anything (a namespace came or went); DNS drops the cached answers that depend on it.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ class ServiceCatalog:
         self.namespaces: set[str] = set()
         self.by_ip: dict[str, tuple[str, str]] = {}
         self.version = 0
-        self.listeners: list[Callable[[], Any]] = []
+        self.listeners: list[Callable[[tuple[str, str] | None], Any]] = []
         self._ep_cache: dict[tuple[str, str], list[Endpoint]] = {}
         self._slice_owner: dict[tuple[str, str], tuple[str, str]] = {}  # (ns, slice) → (ns, svc)
         self.track_namespaces = False  # when no namespace informer feeds us, every namespace "exists"
@@ -130,11 +131,14 @@ class ServiceCatalog:
             self.services[(ns, name)] = obj
             for ip in cluster_ips(obj):
                 self.by_ip[ip] = (ns, name)
+            changed: tuple[str, str] | None = (ns, name)
         elif kind == "EndpointSlice":
             svc = ((obj.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
             prev = self._slice_owner.get((ns, name))
             if prev is not None and prev != (ns, svc):
                 self._drop_slice(prev, name)
+                self._changed(prev)
+            changed = (ns, svc or "")
             if not svc:
                 self._slice_owner.pop((ns, name), None)
             else:
@@ -144,12 +148,15 @@ class ServiceCatalog:
         elif kind == "Endpoints":
             self.legacy[(ns, name)] = obj
             self._ep_cache.pop((ns, name), None)
-        elif kind == "Namespace":
+            changed = (ns, name)
+        else:
             self.namespaces.add(name)
-        self._changed()
+            changed = None
+        self._changed(changed)
 
     def remove(self, kind: str, obj: Obj) -> None:
         ns, name = _ns_name(obj)
+        changed: tuple[str, str] | None = (ns, name)
         if kind == "Service":
             old = self.services.pop((ns, name), None)
             for ip in cluster_ips(old or {}):
@@ -159,12 +166,14 @@ class ServiceCatalog:
             owner = self._slice_owner.pop((ns, name), None)
             if owner is not None:
                 self._drop_slice(owner, name)
+            changed = owner
         elif kind == "Endpoints":
             self.legacy.pop((ns, name), None)
             self._ep_cache.pop((ns, name), None)
         elif kind == "Namespace":
             self.namespaces.discard(name)
-        self._changed()
+            changed = None
+        self._changed(changed)
 
     def _drop_slice(self, owner: tuple[str, str], name: str) -> None:
         group = self.slices.get(owner)
@@ -174,10 +183,10 @@ class ServiceCatalog:
                 del self.slices[owner]
         self._ep_cache.pop(owner, None)
 
-    def _changed(self) -> None:
+    def _changed(self, key: tuple[str, str] | None) -> None:
         self.version += 1
         for fn in self.listeners:
-            fn()
+            fn(key)
 
     # -- reading ----------------------------------------------------------------------------------------
 

@@ -10,8 +10,9 @@ cluster domain to the host's resolvers (/etc/resolv.conf, or `config.upstreams`)
 CoreDNS so `kubectl cluster-info` lists it) with Endpoints and an EndpointSlice pointing at
 `endpoint_address:port`.  Pods reach 10.96.0.10:53 through the service proxy.
 
-Answers from the zone are cached as wire bytes keyed by the question (case-folded) and dropped whenever the
-catalog changes, so repeated queries skip parsing and building altogether.
+Answers from the zone are cached as wire bytes keyed by the question (case-folded), so repeated queries skip
+parsing and building altogether; a change to a Service or its endpoints drops the answers about that Service
+(names under `<svc>.<ns>.svc`), any other change (namespaces, reverse names) drops them all.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .dns_zone import ClusterZone
 log = logging.getLogger("kubelite.proxy.dns")
 
 KUBE_DNS_LABELS = {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"}
-MANAGED_BY = "kubelite.io/dns"
+MANAGED_BY = "dns.kubelite.io"
 SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
 
 
@@ -148,10 +149,20 @@ class DNSHandler:
         self.zone = zone
         self.forwarder = forwarder
         self.cache: dict[tuple, bytes] = {}
+        self.deps: dict[tuple | str, set[tuple]] = {}  # (ns, svc) or "*" → cache keys
         self.cache_size = cache_size
         self.queries = 0
         self.forwarded = 0
-        zone.catalog.listeners.append(self.cache.clear)
+        zone.catalog.listeners.append(self.invalidate)
+
+    def invalidate(self, key: tuple[str, str] | None) -> None:
+        if key is None:
+            self.cache.clear()
+            self.deps.clear()
+            return
+        for dep in (key, "*"):
+            for ck in self.deps.pop(dep, ()):
+                self.cache.pop(ck, None)
 
     def cached(self, data: bytes) -> bytes | None:
         """The answer from the cache, with this query's ID and question spelling, or None."""
@@ -191,12 +202,15 @@ class DNSHandler:
             reply = reply.truncate()
             wire = reply.pack()
             ans.cacheable = False
-        if ans.cacheable:
+        if ans.cacheable and self.cache_size > 0:
             qend = _question_end(data)
             if qend:
                 if len(self.cache) >= self.cache_size:
-                    self.cache.clear()
-                self.cache[(data[2:12], data[12:qend].lower(), data[qend:])] = wire
+                    self.invalidate(None)
+                ck = (data[2:12], data[12:qend].lower(), data[qend:])
+                self.cache[ck] = wire
+                if ans.depends != ():
+                    self.deps.setdefault(ans.depends, set()).add(ck)
         return wire
 
     async def _forward(self, request: DNSRecord, data: bytes, tcp: bool) -> bytes:

@@ -36,6 +36,8 @@ class ZoneAnswer:
     reply: DNSRecord
     chase: str | None = None  # ExternalName target outside the zone: resolve it upstream and append
     cacheable: bool = True
+    # what the answer depends on: (namespace, service), "*" (anything), or () (nothing: pod names)
+    depends: tuple | str = "*"
 
 
 def dashed(address: str) -> str:
@@ -104,7 +106,7 @@ class ClusterZone:
                 return None
             if q.qtype in (QTYPE.PTR, QTYPE.ANY):
                 reply.add_answer(RR(q.qname, QTYPE.PTR, ttl=self.ttl, rdata=PTR(target)))
-            return ZoneAnswer(reply)
+            return ZoneAnswer(reply, depends="*")
         rel = qname[: -len(self.domain)].rstrip(".")
         labels = rel.split(".") if rel else []
         chase = self._records(labels, q.qname, q.qtype, reply)
@@ -113,7 +115,12 @@ class ClusterZone:
             reply.add_auth(self.soa())
         elif not reply.rr:
             reply.add_auth(self.soa())
-        return ZoneAnswer(reply, chase if isinstance(chase, str) else None)
+        depends: tuple | str = "*"
+        if len(labels) >= 3 and labels[-1] == "svc" and not any(rr.rtype == QTYPE.CNAME for rr in reply.rr):
+            depends = (labels[-2], labels[-3])
+        elif labels and labels[-1] == "pod":
+            depends = ()
+        return ZoneAnswer(reply, chase if isinstance(chase, str) else None, depends=depends)
 
     def _records(self, labels: list[str], qname: DNSLabel, qtype: int, reply: DNSRecord) -> bool | str:
         """Add answers to `reply`. False: the name does not exist; True: it does; a str: CNAME target to
