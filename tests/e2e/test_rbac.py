@@ -16,8 +16,7 @@ import pytest
 
 from kubelite.pki.ca import ensure_cluster_pki
 from kubelite.pki.kubeconfig import write_kubeconfig
-
-from ..conftest import KUBECTL, free_port
+from kubelite_cluster import KUBECTL, free_port
 
 
 class User:

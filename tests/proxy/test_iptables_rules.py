@@ -196,7 +196,7 @@ def test_external_traffic_policy_local():
     assert len(svl) == 1 and "10.180.0.1:80" in svl[0]  # only the local endpoint
     # on a node without local endpoints, external traffic that is not short-circuited is dropped
     rs_b = rules_for([s], [eslice("svc1", "ns1", [ep("10.180.0.2", node="node-b")])], node_name="node-a")
-    assert (f'-A KUBE-EXTERNAL-SERVICES -m comment --comment "ns1/svc1:p80 has no local endpoints" -m addrtype '
+    assert ('-A KUBE-EXTERNAL-SERVICES -m comment --comment "ns1/svc1:p80 has no local endpoints" -m addrtype '
             "--dst-type LOCAL -m tcp -p tcp --dport 3001 -j DROP") in rs_b.filter_rules
     assert f"-A KUBE-EXT-{h} -j KUBE-SVL-{h}" not in rs_b.nat_rules
 
@@ -288,3 +288,23 @@ COMMIT
         "*nat", ":KUBE-SERVICES - [0:0]", ":KUBE-SVC-XPGD46QRK7WJZT7O - [0:0]",
         '-D PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES',
         "-X KUBE-SERVICES", "-X KUBE-SVC-XPGD46QRK7WJZT7O", "COMMIT"]
+
+
+def test_jump_fixes_insert_missing_and_move_to_front():
+    from kubelite.proxy.iptables import JumpRule, jump_fixes, parse_save
+
+    saved = parse_save("""\
+*filter
+:FORWARD ACCEPT [0:0]
+-A FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
+-A FORWARD -m comment --comment "kubernetes network policy" -j KUBE-NETPOL
+COMMIT
+""")
+    fwd = JumpRule("filter", "FORWARD", "KUBE-FORWARD", "kubernetes forwarding rules")
+    pol = JumpRule("filter", "FORWARD", "KUBE-NETPOL", "kubernetes network policy")
+    new = JumpRule("nat", "PREROUTING", "KUBE-SERVICES", "kubernetes service portals")
+    assert jump_fixes(saved, [fwd, new]) == {
+        "nat": ['-I PREROUTING 1 -m comment --comment "kubernetes service portals" -j KUBE-SERVICES']}
+    assert jump_fixes(saved, [pol], first=True) == {"filter": [
+        '-D FORWARD -m comment --comment "kubernetes network policy" -j KUBE-NETPOL',
+        '-I FORWARD 1 -m comment --comment "kubernetes network policy" -j KUBE-NETPOL']}

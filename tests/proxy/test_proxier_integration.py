@@ -66,6 +66,7 @@ async def test_run_proxy_end_to_end(cluster, topo):
 
         cfg = ProxyConfig(node_name="it-node", cluster_cidr=topo.cidr, chain_prefix=PREFIX, cleanup_on_exit=True)
         server = ProxyServer(api, cfg)
+        created_slice: list[dict] = []
         stop = asyncio.Event()
         task = asyncio.ensure_future(server.run(stop))
         try:
@@ -81,14 +82,23 @@ async def test_run_proxy_end_to_end(cluster, topo):
             seen = Counter(http_get(ip, 80).split()[0] for _ in range(30))
             assert set(seen) == {"a", "b"}
 
-            # the kubernetes Service reaches the API server (its endpoint: 127.0.0.1:<port>)
+            # the kubernetes Service reaches the API server (endpoint: the advertised 127.0.0.1:<port>); the
+            # slice is the mirroring controller's work, which `kubelite server` alone does not run
             kube = await api.get(SERVICES, "default", "kubernetes")
-            kslices = await api.list(SLICES, "default", label_selector="kubernetes.io/service-name=kubernetes")
-            if kslices["items"]:
-                kip = kube["spec"]["clusterIP"]
-                r = cli.run("python3", "-c", "import socket,sys; s=socket.create_connection((sys.argv[1],443),2);"
-                            "print('connected')", kip)
-                assert r.stdout.strip() == "connected", r.stderr
+            if not (await api.list(SLICES, "default", label_selector="kubernetes.io/service-name=kubernetes"))["items"]:
+                epts = await api.get(R.get("", "v1", "endpoints"), "default", "kubernetes")
+                subset = epts["subsets"][0]
+                created_slice.append(await api.create(SLICES, {
+                    "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                    "addressType": "IPv4", "ports": subset["ports"],
+                    "endpoints": [{"addresses": [a["ip"]], "conditions": {"ready": True}}
+                                  for a in subset["addresses"]]}, "default"))
+            probe = ("import socket,ssl,sys; c=ssl.create_default_context(); c.check_hostname=False; "
+                     "c.verify_mode=ssl.CERT_NONE; s=c.wrap_socket(socket.create_connection((sys.argv[1],443),2)); "
+                     "s.sendall(b'GET /version HTTP/1.0\\r\\n\\r\\n'); print(s.recv(100).split()[0].decode())")
+            kip = kube["spec"]["clusterIP"]
+            await poll(lambda: cli.run("python3", "-c", probe, kip).stdout.strip() == "HTTP/1.1", timeout=5)
 
             # a default-deny policy in the namespace blocks the client; an allow rule re-opens
             assert cli.requests(ip, 80) and cli.requests(ip, 80)[0].endswith(f"from {cli.ip}")
@@ -113,4 +123,7 @@ async def test_run_proxy_end_to_end(cluster, topo):
             await asyncio.wait_for(task, 10)
             with contextlib.suppress(Exception):
                 await api.delete(NAMESPACES, None, ns)
+            for sl in created_slice:
+                with contextlib.suppress(Exception):
+                    await api.delete(SLICES, "default", sl["metadata"]["name"])
         assert not chains_left()  # cleanup_on_exit removed every chain and jump

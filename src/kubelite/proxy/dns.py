@@ -283,12 +283,21 @@ class DNSServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._udp, self._udp_proto = await loop.create_datagram_endpoint(
-            lambda: _UDPServer(self.handler), local_addr=(self.host, self.port))
-        if self.port == 0:
-            self.port = self._udp.get_extra_info("sockname")[1]
-        if self.tcp:
-            self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+        # with port 0 the UDP port picked may be taken for TCP: pick again until both are ours
+        for attempt in range(20 if self.port == 0 else 1):
+            udp, proto = await loop.create_datagram_endpoint(
+                lambda: _UDPServer(self.handler), local_addr=(self.host, self.port))
+            port = udp.get_extra_info("sockname")[1]
+            if self.tcp:
+                try:
+                    self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
+                except OSError:
+                    udp.close()
+                    if self.port != 0 or attempt == 19:
+                        raise
+                    continue
+            self._udp, self._udp_proto, self.port = udp, proto, port
+            return
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -335,10 +335,11 @@ class RuleSet:
     # the endpoints each service port is programmed with (for conntrack clean-up of stale UDP flows)
     programmed: dict[ServicePortKey, list[Endpoint]] = field(default_factory=dict)
     skipped_rules: int = 0
+    jump_fixes: dict[str, list[str]] = field(default_factory=dict)  # see `jump_fixes`
 
     def payload(self) -> str:
-        parts = ["*filter", *self.filter_chains, *self.filter_rules, "COMMIT",
-                 "*nat", *self.nat_chains, *self.nat_rules, "COMMIT", ""]
+        parts = ["*filter", *self.filter_chains, *self.filter_rules, *self.jump_fixes.get("filter", ()), "COMMIT",
+                 "*nat", *self.nat_chains, *self.nat_rules, *self.jump_fixes.get("nat", ()), "COMMIT", ""]
         return "\n".join(parts)
 
     @property
@@ -573,6 +574,33 @@ class JumpRule:
             out += ["-m", "comment", "--comment", self.comment]
         return out + ["-j", self.target]
 
+    def restore_spec(self) -> str:
+        """The rule as an `iptables-restore` line after `-I <chain> 1 ` (comment quoted)."""
+        out = " ".join(self.extra)
+        if self.comment:
+            out += f" -m comment --comment {_c(self.comment)}"
+        return f"{out} -j {self.target}".strip()
+
+
+def jump_fixes(saved: dict[str, tuple[list[str], list[str]]], rules: Iterable[JumpRule], *,
+               first: bool = False) -> dict[str, list[str]]:
+    """Restore lines per table inserting every jump rule missing from `saved` (a `parse_save` result) at the
+    top of its chain, as upstream prepends. With `first`, a jump that exists below another rule is moved up.
+
+    Declaring a built-in chain would flush it, so these lines go into a payload that does not declare it:
+    `-I`/`-D` only touch the rule named."""
+    out: dict[str, list[str]] = {}
+    for r in rules:
+        lines = [ln for ln in saved.get(r.table, ([], []))[1] if ln.startswith(f"-A {r.source} ")]
+        found = [i for i, ln in enumerate(lines) if rule_target(ln) == r.target and r.comment in ln]
+        if found and (not first or found[0] == 0):
+            continue
+        fix = out.setdefault(r.table, [])
+        if found:
+            fix.append("-D" + lines[found[0]][2:])
+        fix.append(f"-I {r.source} 1 {r.restore_spec()}")
+    return out
+
 
 def jump_rules(prefix: str = "KUBE-", localhost_nodeports: bool = True) -> list[JumpRule]:
     """Upstream's `iptablesJumpChains` (+ the kubelet's KUBE-FIREWALL jumps when localhost node ports are on)."""
@@ -664,6 +692,6 @@ def is_proxy_chain(prefix: str = "KUBE-"):
 
 __all__ = [
     "Endpoint", "JumpRule", "Names", "RuleOptions", "RuleSet", "ServicePort", "build_rules", "categorize_endpoints",
-    "cleanup_payload", "is_proxy_chain", "jump_rules", "parse_save", "port_proto_hash", "rule_target",
+    "cleanup_payload", "is_proxy_chain", "jump_fixes", "jump_rules", "parse_save", "port_proto_hash", "rule_target",
     "service_ports", "slice_endpoints", "slice_service",
 ]

@@ -111,9 +111,10 @@ class NetpolRuleSet:
     rules: list[str] = field(default_factory=list)
     active: set[str] = field(default_factory=set)
     deleted: list[str] = field(default_factory=list)
+    jump_fixes: list[str] = field(default_factory=list)  # filter-table lines from `iptables.jump_fixes`
 
     def payload(self) -> str:
-        return "\n".join(["*filter", *self.chains, *self.rules, "COMMIT", ""])
+        return "\n".join(["*filter", *self.chains, *self.rules, *self.jump_fixes, "COMMIT", ""])
 
 
 class _World:

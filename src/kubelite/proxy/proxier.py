@@ -40,9 +40,9 @@ from .iptables import (
     build_rules,
     cleanup_payload,
     is_proxy_chain,
+    jump_fixes,
     jump_rules,
     parse_save,
-    rule_target,
     service_ports,
     slice_endpoints,
     slice_service,
@@ -140,27 +140,6 @@ class Iptables:
 
     async def run(self, *args: str) -> tuple[int, str, str]:
         return await self._exec(self.iptables, "-w", *args)
-
-    async def ensure_jumps(self, rules: Iterable[JumpRule], *, first: bool = False) -> list[JumpRule]:
-        """Insert (at the top, as upstream prepends) each jump rule that is missing; with `first`, also move
-        one that exists but is not the first rule of its chain. Returns the rules inserted or moved."""
-        rules = list(rules)
-        saved: dict[str, tuple[list[str], list[str]]] = {}
-        for table in sorted({r.table for r in rules}):
-            saved.update(parse_save(await self.save(table)))
-        changed = []
-        for r in rules:
-            lines = [ln for ln in saved.get(r.table, ([], []))[1] if ln.startswith(f"-A {r.source} ")]
-            found = [i for i, ln in enumerate(lines) if rule_target(ln) == r.target and r.comment in ln]
-            if found and (not first or found[0] == 0):
-                continue
-            if found:
-                await self.run("-t", r.table, "-D", r.source, *r.args())
-            rc, _, err = await self.run("-t", r.table, "-I", r.source, "1", *r.args())
-            if rc != 0:
-                raise IptablesError(f"cannot insert {r.table}/{r.source} → {r.target}: {err.strip()}")
-            changed.append(r)
-        return changed
 
     async def conntrack(self, *args: str) -> None:
         # exit status 1 just means no entry matched
@@ -393,21 +372,22 @@ class Proxier:
         full = (self._need_full or start - self._last_full > self.config.full_sync_period
                 or len(self._ports) < self.config.partial_sync_threshold)
         try:
+            fixes: dict[str, list[str]] = {}
             if full:
-                saved = await self.ipt.save("nat")
-                self._existing_nat = {c for c in parse_save(saved).get("nat", ([], []))[0]}
+                # one save for both: stale chains to delete and jump rules to (re)insert, in the same restore
+                saved = parse_save(await self.ipt.save())
+                self._existing_nat = set(saved.get("nat", ([], []))[0])
+                fixes = jump_fixes(saved, jump_rules(self.config.chain_prefix, self.config.localhost_nodeports))
             ports = [sp for sps in self._ports.values() for sp in sps]
             endpoints: dict[ServicePortKey, list[Endpoint]] = {}
             for m in self._eps.values():
                 endpoints.update(m)
             rs = build_rules(ports, endpoints, self.opts, changed=None if full else changed,
                              existing_nat_chains=self._existing_nat)
+            rs.jump_fixes = fixes
             await self.ipt.restore(rs.payload())
-            if full:
-                inserted = await self.ipt.ensure_jumps(jump_rules(self.config.chain_prefix,
-                                                                  self.config.localhost_nodeports))
-                if inserted and self.after_jumps is not None:
-                    self.after_jumps()
+            if fixes and self.after_jumps is not None:
+                self.after_jumps()
         except Exception:
             self._need_full = True
             self._changed |= changed
@@ -551,15 +531,14 @@ class NetworkPolicyController:
 
     async def sync(self) -> None:
         start = time.monotonic()
-        full = self._need_full
         try:
-            if full:
-                self._existing = set(existing_netpol_chains(await self.ipt.save("filter"), self.opts))
+            saved = await self.ipt.save("filter")
+            self._existing = set(existing_netpol_chains(saved, self.opts))
             rs = build_netpol_rules(self._pods.values(), self._namespaces.values(), self._policies.values(),
                                     self.opts, existing_chains=self._existing)
-            await self.ipt.restore(rs.payload())
             # first in FORWARD/INPUT: nothing may accept a packet before the policies saw it
-            await self.ipt.ensure_jumps(self.jump_rules(), first=True)
+            rs.jump_fixes = jump_fixes(parse_save(saved), self.jump_rules(), first=True).get("filter", [])
+            await self.ipt.restore(rs.payload())
         except Exception:
             self._need_full = True
             raise

@@ -112,8 +112,8 @@ def _resource_value(pod: Obj, ref: Obj, container_name: str) -> str:
     value = ((c.get("resources") or {}).get(kind) or {}).get(what)
     if value is None and kind == "limits":
         value = {"cpu": "2", "memory": str(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))}.get(what, "0")
-    q = parse_quantity(str(value or "0"))
-    divisor = parse_quantity(str(ref.get("divisor") or "1"))
+    q = _q(value or "0")
+    divisor = _q(ref.get("divisor") or "1")
     if divisor == 0:
         divisor = Decimal(1)
     return str(int((q / divisor).to_integral_value(rounding=ROUND_CEILING)))
@@ -277,7 +277,7 @@ def resolve_user(pod: Obj, container: Obj, image: ImageConfig, rootfs: str) -> O
 
 
 def _q(v: Any) -> Decimal:
-    return parse_quantity(str(v))
+    return parse_quantity(str(v)) or Decimal(0)
 
 
 def linux_resources(container: Obj) -> Obj:
@@ -365,8 +365,7 @@ def build_config(pod: Obj, container: Obj, image: ImageConfig, *, rootfs: str, e
     if not argv:
         raise ContainerConfigError("no command specified")
     caps = capabilities(container)
-    no_new_privs = sc.get("allowPrivilegeEscalation") is False or (
-        sc.get("allowPrivilegeEscalation") is None and not privileged and "CAP_SYS_ADMIN" not in caps and False)
+    no_new_privs = sc.get("allowPrivilegeEscalation") is False
     process: Obj = {
         "terminal": tty,
         "user": user,
