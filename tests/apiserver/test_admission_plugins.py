@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ..conftest import Cluster, free_port
+from kubelite_cluster import Cluster, free_port
+
 from .test_rest_semantics import session
 
 

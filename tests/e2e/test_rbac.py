@@ -388,7 +388,7 @@ def test_authorization_mode_flag(tmp_path):
                           "--port", str(free_port()), "--authorization-mode", "ABAC"],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode != 0 and 'authorization-mode "ABAC" is not a valid mode' in bad.stderr
-    from ..conftest import Cluster
+    from kubelite_cluster import Cluster
 
     lab = Cluster(data_dir=str(tmp_path / "d2"), port=free_port(), cache_dir=str(tmp_path / "cache"),
                   extra_args=["--authorization-mode", "AlwaysAllow"])
