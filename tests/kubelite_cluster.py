@@ -29,7 +29,7 @@ class Cluster:
     proc: subprocess.Popen | None = None
     log_path: str = ""
     extra_args: list[str] = field(default_factory=list)
-    command: str = "server"  # or "up": API server plus controllers, scheduler and simulated nodes
+    command: str = "server"  # or "up": API server plus controllers, scheduler, simulated nodes, add-ons
 
     @property
     def url(self) -> str:

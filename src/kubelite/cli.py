@@ -145,8 +145,20 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
     if what == "up":
         from .launcher import ComponentSettings, start_components
 
+        disabled = {d.strip() for d in args.disable.split(",") if d.strip()}
+        unknown = disabled - {"dns", "servicelb", "ingress"}
+        if unknown:
+            print(f"kubelite: error: --disable takes dns, servicelb, ingress; got {', '.join(sorted(unknown))}",
+                  file=sys.stderr)
+            await server.stop()
+            return 1
+        listen = config.bind_address if config.bind_address not in ("0.0.0.0", "::") else "0.0.0.0"
         settings = ComponentSettings(controllers=not args.disable_controller_manager,
-                                     scheduler=not args.disable_scheduler, simulated_nodes=args.simulated_nodes)
+                                     scheduler=not args.disable_scheduler, simulated_nodes=args.simulated_nodes,
+                                     dns="dns" not in disabled, servicelb="servicelb" not in disabled,
+                                     ingress="ingress" not in disabled, listen_host=listen,
+                                     dns_port=args.cluster_dns_port, ingress_http_port=args.ingress_http_port,
+                                     ingress_https_port=args.ingress_https_port)
         components = await start_components(config.data_dir, server.url, settings)
         running = ", ".join(components.tasks) or "nothing else"
         print(f"kubelite {what}: running {running}", file=sys.stderr)
@@ -278,6 +290,14 @@ def main(argv: list[str] | None = None) -> int:
                          "default: 1)")
     up.add_argument("--disable-scheduler", action="store_true", help="do not run the scheduler")
     up.add_argument("--disable-controller-manager", action="store_true", help="do not run the controllers")
+    up.add_argument("--disable", default="", metavar="LIST",
+                    help="built-in add-ons not to run, comma-separated: dns, servicelb, ingress")
+    up.add_argument("--cluster-dns-port", type=int, default=53,
+                    help="port of the cluster DNS server on the bind address (default: 53; 0 picks a free one)")
+    up.add_argument("--ingress-http-port", type=int, default=80,
+                    help="HTTP port of the ingress controller (default: 80; 0 picks a free one)")
+    up.add_argument("--ingress-https-port", type=int, default=443,
+                    help="HTTPS port of the ingress controller (default: 443; 0 picks a free one)")
     server = sub.add_parser("server", help="run the API server alone", description="Run the API server alone.")
     _add_server_flags(server)
     cm = sub.add_parser("controller-manager", help="run the controllers against an API server",

@@ -19,6 +19,9 @@ log = logging.getLogger("kubelite.launcher")
 # Simulated nodes play many kubelets from one process, as kwok does, so no single node identity fits them:
 # they act as a cluster administrator. Real node agents use system:node:<name>.
 SIMULATED_NODES = ("kubelite:simulated-nodes", ("system:masters",))
+# The built-in network add-ons (cluster DNS, service load balancer, ingress) read Secrets and write status
+# across namespaces, as the add-ons they replace do with cluster-wide roles.
+NETWORK_ADDONS = ("kubelite:network-addons", ("system:masters",))
 
 
 @dataclass
@@ -30,6 +33,13 @@ class ComponentSettings:
     controller_overrides: dict = field(default_factory=dict)
     scheduler_overrides: dict = field(default_factory=dict)
     simulated_overrides: dict = field(default_factory=dict)
+    dns: bool = True
+    servicelb: bool = True
+    ingress: bool = True
+    listen_host: str = "127.0.0.1"  # where DNS and ingress listen (the API server's bind address)
+    dns_port: int = 53
+    ingress_http_port: int = 80
+    ingress_https_port: int = 443
 
 
 @dataclass
@@ -116,4 +126,22 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
         tasks["simulated-nodes"] = _logged("simulated-nodes", run_simulated_nodes(
             client, count=settings.simulated_nodes, stop=stop, prefix=settings.node_prefix,
             config=SimulatedConfig(**settings.simulated_overrides)))
+    if settings.dns or settings.servicelb or settings.ingress:
+        client = await loop.run_in_executor(None, _client, data_dir, server_url, "network-addons", NETWORK_ADDONS)
+        clients.append(client)
+        if settings.dns:
+            from .proxy.dns import DNSConfig, run_dns
+
+            tasks["dns"] = _logged("dns", run_dns(client, stop=stop, config=DNSConfig(
+                listen_host=settings.listen_host, port=settings.dns_port)))
+        if settings.servicelb:
+            from .proxy.servicelb import run_servicelb
+
+            tasks["servicelb"] = _logged("servicelb", run_servicelb(client, stop=stop))
+        if settings.ingress:
+            from .proxy.ingress import IngressConfig, run_ingress
+
+            tasks["ingress"] = _logged("ingress", run_ingress(client, stop=stop, config=IngressConfig(
+                listen_host=settings.listen_host, http_port=settings.ingress_http_port or None,
+                https_port=settings.ingress_https_port or None)))
     return Components(stop, tasks, clients)

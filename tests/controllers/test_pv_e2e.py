@@ -22,10 +22,6 @@ PVCS = REG.get("", "v1", "persistentvolumeclaims")
 CLASSES = REG.get("storage.k8s.io", "v1", "storageclasses")
 EVENTS = REG.get("", "v1", "events")
 CONTROLLERS = ["persistentvolume-binder-controller", "local-path-provisioner"]
-# upstream lets spec.volumeName of an unbound claim be set once (binding); api/validation.py _pvc_update
-# still forbids it; with that fixed these pass (checked against a patched copy)
-NEEDS_VOLUME_NAME_UPDATE = pytest.mark.xfail(
-    reason="API server forbids setting PVC spec.volumeName on binding (api/validation.py _pvc_update)", strict=False)
 
 
 async def wait_for(fn, timeout: float = 10.0, interval: float = 0.05):
@@ -68,7 +64,6 @@ def claim(name: str, **spec) -> dict:
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}, **spec}}
 
 
-@NEEDS_VOLUME_NAME_UPDATE
 async def test_claim_with_pod_is_provisioned_and_bound(env):
     cluster, client, manager = env
     sc = await wait_for(lambda: get(client, CLASSES, None, "local-path"))
@@ -130,7 +125,6 @@ async def test_claim_with_pod_is_provisioned_and_bound(env):
     assert [(c.node, c.path) for c in cleanups] == [("sim-b", f"/var/lib/kubelite/storage/pvc-{uid}_default_data")]
 
 
-@NEEDS_VOLUME_NAME_UPDATE
 async def test_static_volume_binding_and_retain(env):
     _, client, _ = env
     await client.create(PVS, {"apiVersion": "v1", "kind": "PersistentVolume",

@@ -39,7 +39,8 @@ spec:
 @pytest.fixture(scope="module")
 def up(tmp_path_factory):
     base = tmp_path_factory.mktemp("up")
-    c = Cluster(data_dir=str(base / "data"), port=free_port(), cache_dir=str(base / "cache"), command="up")
+    c = Cluster(data_dir=str(base / "data"), port=free_port(), cache_dir=str(base / "cache"), command="up",
+                extra_args=["--cluster-dns-port", "0", "--ingress-http-port", "0", "--ingress-https-port", "0"])
     c.start()
     yield c
     c.stop()
@@ -64,6 +65,8 @@ def test_status_and_node(up):
     assert header(out) == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
     assert rows(out)[0][1] == "Ready"
     assert "apiserver" in r.stdout
+    info = up.kubectl("cluster-info", check=True).stdout
+    assert "Kubernetes control plane is running at" in info and "CoreDNS is running at" in info
 
 
 def test_deployment_runs_and_heals(up, tmp_path):

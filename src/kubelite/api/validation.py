@@ -219,11 +219,15 @@ def _pvc_update(obj: Obj, old: Obj) -> Causes:
     # the API server fills volumeName on binding; requests may grow for a bound claim
     if old_spec.get("volumeName"):
         spec.setdefault("volumeName", old_spec["volumeName"])
+    elif spec.get("volumeName"):
+        # binding: an unbound claim may get its volumeName once
+        old_spec = dict(old_spec, volumeName=spec["volumeName"])
     old_requests = vk.as_dict(old_spec.get("resources")).get("requests")
     if isinstance(spec.get("resources"), dict) and old_spec.get("volumeName"):
         spec["resources"] = dict(spec["resources"], requests=old_requests)
     if spec != old_spec:
-        return [vn.forbidden("spec", "spec is immutable after creation except resources.requests for bound claims\n"
+        return [vn.forbidden("spec", "spec is immutable after creation except resources.requests and "
+                                     "volumeAttributesClassName for bound claims\n"
                                      + _spec_diff(old_spec, spec))]
     return []
 
