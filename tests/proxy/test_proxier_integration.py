@@ -96,9 +96,7 @@ async def test_run_proxy_end_to_end(cluster, topo):
                      "c.verify_mode=ssl.CERT_NONE; s=c.wrap_socket(socket.create_connection((sys.argv[1],443),2)); "
                      "s.sendall(b'GET /version HTTP/1.0\\r\\n\\r\\n'); print(s.recv(100).split()[0].decode())")
             kip = kube["spec"]["clusterIP"]
-            print("probe", cli.run("python3", "-c", probe, kip), kip)
             await poll(lambda: cli.run("python3", "-c", probe, kip).stdout.strip().startswith("HTTP/1."), timeout=5)
-            print("probe", cli.run("python3", "-c", probe, kip))
 
             # a default-deny policy in the namespace blocks the client; an allow rule re-opens
             assert cli.requests(ip, 80) and cli.requests(ip, 80)[0].endswith(f"from {cli.ip}")

@@ -7,7 +7,6 @@ copies null), and answer errors the way upstream's PATCH handler does.
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
@@ -15,6 +14,8 @@ import orjson
 
 from kubelite.api.errors import ApiError, bad_request, too_large
 from kubelite.api.patch_strategic import strategic_merge_patch
+
+from .jsoncopy import deep_copy
 
 __all__ = ["JsonPatchFailure", "json_patch", "merge_patch", "strategic_merge_patch"]
 
@@ -68,7 +69,7 @@ def _not_an_object(result: Any) -> ApiError:
 def json_patch(doc: dict, ops: list) -> dict:
     """Apply a JSON patch to `doc` (left untouched) and return the patched copy."""
     if ops is None:  # a `null` body decodes to an empty patch
-        return copy.deepcopy(doc)
+        return deep_copy(doc)
     if not isinstance(ops, list):
         raise bad_request(f"json: cannot unmarshal {_json_kind(ops)} into Go value of type jsonpatch.Patch")
     for op in ops:
@@ -78,7 +79,7 @@ def json_patch(doc: dict, ops: list) -> dict:
     if len(ops) > MAX_JSON_PATCH_OPERATIONS:
         raise too_large("Request entity too large: The allowed maximum operations in a JSON patch is "
                         f"{MAX_JSON_PATCH_OPERATIONS}, got {len(ops)}")
-    state = _Doc(copy.deepcopy(doc))
+    state = _Doc(deep_copy(doc))
     for op in ops:
         try:
             state.apply(op or {})
@@ -219,7 +220,7 @@ class _Doc:
                 raise JsonPatchFailure(
                     f"Unable to complete the copy, the accumulated size increase of copy is {self.copied}, "
                     f"exceeding the limit {MAX_COPY_BYTES}")
-        self._add(target, target_key, copy.deepcopy(value))
+        self._add(target, target_key, deep_copy(value))
 
     def _op_test(self, op: dict) -> None:
         path = _field(op, "path")
@@ -243,11 +244,11 @@ def merge_patch(doc: dict, patch: dict) -> dict:
     """Apply a JSON merge patch to `doc` (left untouched) and return the patched copy."""
     if isinstance(patch, list):
         # evanphx returns the (null-pruned) array itself, which then fails to decode as an object.
-        raise _not_an_object(_pruned(copy.deepcopy(patch)))
+        raise _not_an_object(_pruned(deep_copy(patch)))
     if not isinstance(patch, dict):
         raise bad_request("Invalid JSON Patch")
-    result = copy.deepcopy(doc)
-    _merge_docs(result, copy.deepcopy(patch))
+    result = deep_copy(doc)
+    _merge_docs(result, deep_copy(patch))
     return result
 
 

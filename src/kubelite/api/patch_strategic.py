@@ -10,11 +10,12 @@ the same way here so that neither is ever stored.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from kubelite.api import schemas
 from kubelite.api.errors import ApiError, bad_request
+
+from .jsoncopy import deep_copy
 
 DIRECTIVE = "$patch"
 RETAIN_KEYS = "$retainKeys"
@@ -50,14 +51,14 @@ def strategic_merge_patch(doc: dict, patch: dict, schema_name: str, version: str
     """Apply a strategic merge patch to `doc` (left untouched); `schema_name` is the OpenAPI definition of
     the object's kind, e.g. `io.k8s.api.apps.v1.Deployment`."""
     if patch is None:  # a `null` body decodes to a nil map: nothing to merge
-        return copy.deepcopy(doc)
+        return deep_copy(doc)
     if not isinstance(patch, dict):
         raise bad_request(f"json: cannot unmarshal {_json_kind(patch)} into Go value of type "
                           "map[string]interface {}")
     definitions = schemas.definitions(version) if schemas.available(version) else {}
     merger = _Merger(definitions)
     try:
-        return merger.merge_map(copy.deepcopy(doc), copy.deepcopy(patch), definitions.get(schema_name))
+        return merger.merge_map(deep_copy(doc), deep_copy(patch), definitions.get(schema_name))
     except _Failure as failure:
         raise failure.error from None
 

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,8 @@ from kubelite.api import validation_names as vn
 from kubelite.api.errors import invalid
 from kubelite.api.fieldcheck import check_field_validation, check_fields, find_duplicate_fields
 from kubelite.api.resources import ResourceType
+
+from .jsoncopy import deep_copy
 
 __all__ = ["check_fields", "check_field_validation", "find_duplicate_fields", "validate", "name_problems"]
 
@@ -112,7 +113,7 @@ def _spec_diff(old: Obj, new: Obj) -> str:
 
 
 def _pod_update(obj: Obj, old: Obj) -> Causes:
-    spec = copy.deepcopy(vk.as_dict(obj.get("spec")))
+    spec = deep_copy(vk.as_dict(obj.get("spec")))
     old_spec = vk.as_dict(old.get("spec"))
     for key in ("containers", "initContainers"):
         new_list, old_list = spec.get(key), old_spec.get(key)
@@ -214,7 +215,7 @@ def _config_map_update(obj: Obj, old: Obj) -> Causes:
 
 
 def _pvc_update(obj: Obj, old: Obj) -> Causes:
-    spec = copy.deepcopy(vk.as_dict(obj.get("spec")))
+    spec = deep_copy(vk.as_dict(obj.get("spec")))
     old_spec = vk.as_dict(old.get("spec"))
     # the API server fills volumeName on binding; requests may grow for a bound claim
     if old_spec.get("volumeName"):

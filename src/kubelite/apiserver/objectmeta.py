@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import secrets
 import uuid
 from typing import Any
 
 from ..api.jobs import set_generated_selector
+from ..api.jsoncopy import deep_copy
 from ..api.resources import ResourceType
 from ..api.timefmt import now_rfc3339
 
@@ -111,12 +111,12 @@ def prepare_for_update(rt: ResourceType, new: dict[str, Any], old: dict[str, Any
         pass
     elif rt.subresource("status") is not None and rt.kind not in ("Namespace",):
         if "status" in old:
-            new["status"] = copy.deepcopy(old["status"])
+            new["status"] = deep_copy(old["status"])
         else:
             new.pop("status", None)
     if rt.kind == "Namespace" and rt.group == "":
         if "status" in old and subresource != "status":
-            new["status"] = copy.deepcopy(old["status"])
+            new["status"] = deep_copy(old["status"])
         _label_namespace(new)
     if rt.has_spec:
         generation = old_meta.get("generation", 1)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from aiohttp import web
 
 from ..api import apply as field_ownership
 from ..api import errors, patch, selectors, validation
+from ..api.jsoncopy import deep_copy
 from ..api.resources import ResourceType
 from . import body as bodies
 from . import rest
@@ -84,11 +84,11 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
             patched = field_ownership.server_side_apply(rt, current, data, manager, force, info.subresource)
             _check_name(patched, info)
         else:
-            patched = apply_patch(rt, current, mtype, copy.deepcopy(data), rt.schema_name)
+            patched = apply_patch(rt, current, mtype, deep_copy(data), rt.schema_name)
         rest._check_type(rt, patched)
         warnings[:] = validation.check_fields(rt, patched, mode, None, "PatchOptions")
         if info.subresource == "status":
-            merged = copy.deepcopy(current)
+            merged = deep_copy(current)
             merged["status"] = patched.get("status")
             if merged["status"] is None:
                 merged.pop("status")
@@ -213,7 +213,7 @@ async def _patch_scale(ctx: ApiContext, request: web.Request, info: RequestInfo,
                        data: Any, dry: bool, manager: str) -> web.Response:
     def mutate(current: dict[str, Any]) -> dict[str, Any]:
         scale = scale_of(rt, current)
-        patched = apply_patch(rt, scale, mtype, copy.deepcopy(data), "io.k8s.api.autoscaling.v1.Scale")
+        patched = apply_patch(rt, scale, mtype, deep_copy(data), "io.k8s.api.autoscaling.v1.Scale")
         current.setdefault("spec", {})["replicas"] = _replicas_from(patched, rt, info.name)
         return current
 

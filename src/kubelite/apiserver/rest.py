@@ -6,7 +6,6 @@ Every write goes validate → default → admit → store, with optimistic concu
 from __future__ import annotations
 
 import base64
-import copy
 from typing import Any
 
 import orjson
@@ -15,6 +14,7 @@ from aiohttp import web
 from ..api import apply as field_ownership
 from ..api import errors, selectors, tables, validation
 from ..api.defaults import apply_defaults
+from ..api.jsoncopy import deep_copy
 from ..api.resources import ResourceType
 from ..storage.interface import (
     CompactedError,
@@ -449,9 +449,9 @@ async def update(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: R
     precondition = meta.get("resourceVersion") or None
 
     def mutate(current: dict[str, Any]) -> dict[str, Any]:
-        new = copy.deepcopy(obj)
+        new = deep_copy(obj)
         if info.subresource == "status":
-            merged = copy.deepcopy(current)
+            merged = deep_copy(current)
             merged["status"] = new.get("status")
             if merged["status"] is None:
                 merged.pop("status")
@@ -484,7 +484,7 @@ async def update_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, mu
         current = codec.decode_kv(kv)
         if precondition is not None and precondition != current["metadata"]["resourceVersion"]:
             raise errors.stale(rt.resource, rt.group, info.name)
-        new = mutate(copy.deepcopy(current))
+        new = mutate(deep_copy(current))
         new.setdefault("metadata", {})
         new["metadata"]["name"] = info.name
         _set_namespace(rt, new, info.namespace)

@@ -16,14 +16,12 @@ Node data dir layout:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import json
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -740,7 +738,3 @@ def _tail_log(path: str, lines: int) -> str:
         parts = line.split(" ", 3)
         out.append(parts[3] if len(parts) == 4 else line)
     return "\n".join(out)
-
-
-def unused() -> None:  # keep imports used by type checkers only
-    _ = (base64, socket)

@@ -1,0 +1,187 @@
+"""`kubelite agent`: one real node — registration, Lease, pod sync (agent.py, shared with the simulated nodes)
+with the runc runtime, and the kubelet HTTPS API.
+
+    await run_agent(AgentConfig(server=..., kubeconfig=..., node_name="node-1", data_dir="/var/lib/kubelite"),
+                    stop=asyncio.Event())
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import platform
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from ...client import ApiClient
+from .. import node as nodeapi
+from ..agent import SimulatedNodes
+from ..simulated import SimulatedConfig
+
+log = logging.getLogger("kubelite.kubelet.agent")
+
+
+@dataclass
+class AgentConfig:
+    kubeconfig: str
+    node_name: str = ""
+    data_dir: str = "/var/lib/kubelite/agent"
+    server: str | None = None  # overrides the kubeconfig's server
+    runtime: str = "auto"  # runc | crun | simulated | auto
+    node_ip: str = ""  # default: the address of the interface that routes to the server
+    kubelet_address: str = "0.0.0.0"
+    kubelet_port: int = 10250
+    registries: str | None = None  # k3s registries.yaml
+    cluster_dns: list[str] = field(default_factory=lambda: ["10.96.0.10"])
+    cluster_domain: str = "cluster.local"
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[dict[str, Any]] = field(default_factory=list)
+    lease_duration_seconds: int = 40
+    backoff_initial: float = 10.0
+    backoff_max: float = 300.0
+    stop_containers_on_exit: bool = False  # containers outlive the agent (re-adopted on restart), as upstream
+    simulated: SimulatedConfig | None = None  # for --runtime simulated
+
+
+def choose_runtime(wanted: str) -> str:
+    from .runc import find_runtime
+    if wanted in ("runc", "crun", "simulated"):
+        return wanted
+    if os.geteuid() == 0 and find_runtime("runc"):
+        return "runc"
+    log.warning("no usable container runtime (needs root and runc); running a simulated node")
+    return "simulated"
+
+
+def _kubeconfig_ca(path: str) -> bytes:
+    with open(path) as f:
+        cfg = yaml.safe_load(f)
+    cluster = (cfg.get("clusters") or [{}])[0].get("cluster") or {}
+    if cluster.get("certificate-authority-data"):
+        return base64.b64decode(cluster["certificate-authority-data"])
+    if cluster.get("certificate-authority"):
+        with open(cluster["certificate-authority"], "rb") as f:
+            return f.read()
+    return b""
+
+
+def _route_ip(server_url: str) -> str:
+    from urllib.parse import urlparse
+    host = urlparse(server_url).hostname or "127.0.0.1"
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, 443))
+        return s.getsockname()[0]
+    return "127.0.0.1"
+
+
+def host_capacity() -> dict[str, str]:
+    cpus = len(os.sched_getaffinity(0))
+    mem_kib = 0
+    with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError), open(path) as f:
+            v = f.read().strip()
+            if v != "max" and int(v) // 1024 < mem_kib:
+                mem_kib = int(v) // 1024
+    st = os.statvfs("/")
+    return {"cpu": str(cpus), "memory": f"{mem_kib}Ki", "pods": "110",
+            "ephemeral-storage": f"{st.f_blocks * st.f_frsize // 1024}Ki", "hugepages-1Gi": "0", "hugepages-2Mi": "0"}
+
+
+@dataclass
+class RunningAgent:
+    nodes: SimulatedNodes
+    runtime: Any
+    server: Any
+    client: ApiClient
+    registry_client: Any = None
+
+    async def stop(self, *, stop_containers: bool = False) -> None:
+        await self.nodes.stop()
+        if self.server is not None:
+            await self.server.stop()
+        if self.runtime is not None and hasattr(self.runtime, "shutdown"):
+            await self.runtime.shutdown(stop_containers=stop_containers)
+        if self.registry_client is not None:
+            await self.registry_client.close()
+        await self.client.close()
+
+
+async def start_agent(config: AgentConfig) -> RunningAgent:
+    """Start the node agent; returns handles (tests use `.runtime`, `.server.port`)."""
+    client = ApiClient.from_kubeconfig(config.kubeconfig, user_agent=f"kubelet/{nodeapi.KUBELET_VERSION}")
+    if config.server:
+        client.server_url = config.server.rstrip("/")
+    name = config.node_name or socket.gethostname().lower()
+    kind = choose_runtime(config.runtime)
+    sim_cfg = config.simulated or SimulatedConfig(lease_duration_seconds=config.lease_duration_seconds,
+                                                  backoff_initial=config.backoff_initial,
+                                                  backoff_max=config.backoff_max)
+    if kind == "simulated":
+        nodes = SimulatedNodes(client, [name], sim_cfg)
+        await nodes.start()
+        return RunningAgent(nodes, None, None, client)
+
+    from ..images import ImagePuller, ImageStore, RegistriesConfig, RegistryClient, RootfsManager
+    from ..network import PodNetwork
+    from ..server import KubeletServer, self_signed_context
+    from .runc import Runc, find_runtime, runtime_version
+    from .runc_runtime import DNSConfig, RuncRuntime
+
+    os.makedirs(config.data_dir, exist_ok=True)
+    node_ip = config.node_ip or _route_ip(client.server_url)
+    ca_pem = _kubeconfig_ca(config.kubeconfig)
+    binary = find_runtime(kind) or kind
+    store = ImageStore(os.path.join(config.data_dir, "images"))
+    registry_client = RegistryClient(RegistriesConfig.load(config.registries))
+    puller = ImagePuller(store, registry_client)
+    runtime = RuncRuntime(client, data_dir=config.data_dir, node_name=name, node_ip=node_ip, puller=puller,
+                          rootfs=RootfsManager(store), runc=Runc(os.path.join(config.data_dir, "runc"), binary=binary),
+                          network=PodNetwork(config.data_dir),
+                          dns=DNSConfig(nameservers=list(config.cluster_dns), cluster_domain=config.cluster_domain),
+                          ca_pem=ca_pem)
+    server = KubeletServer(runtime, client, name)
+    port = await server.start(config.kubelet_address, config.kubelet_port,
+                              self_signed_context(name, [node_ip], ca_pem, os.path.join(config.data_dir, "pki")))
+    spec = nodeapi.NodeSpec(
+        name=name, internal_ip=node_ip, capacity=host_capacity(), labels=dict(config.labels),
+        taints=list(config.taints), container_runtime_version=f"{kind}://{runtime_version(binary)}",
+        os_image=_os_image(), kernel_version=platform.release(),
+        architecture={"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine()),
+        kubelet_port=port)
+    nodes = SimulatedNodes(client, [], sim_cfg, runtime=runtime, node_specs=[spec])
+    await nodes.start()
+    runtime.spawn(_cleanup_later(runtime))
+    return RunningAgent(nodes, runtime, server, client, registry_client)
+
+
+async def _cleanup_later(runtime: Any) -> None:
+    await asyncio.sleep(5.0)  # pods of this node have been synced (re-adopted) by now
+    with contextlib.suppress(Exception):
+        await runtime.cleanup_orphans()
+
+
+def _os_image() -> str:
+    with contextlib.suppress(OSError), open("/etc/os-release") as f:
+        for line in f:
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    return "Linux"
+
+
+async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
+    """Run the node agent until `stop` is set (or the task is cancelled)."""
+    agent = await start_agent(config)
+    try:
+        await (stop.wait() if stop is not None else asyncio.Event().wait())
+    finally:
+        await agent.stop(stop_containers=config.stop_containers_on_exit)
