@@ -181,6 +181,10 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", C, "clusterroles", has_spec=False),
     _rt("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", C,
         "clusterrolebindings", has_spec=False),
+    # certificates.k8s.io/v1 (create/update rules: apiserver/certificates.py)
+    _rt("certificates.k8s.io", "v1", "certificatesigningrequests", "CertificateSigningRequest", C,
+        "certificatesigningrequests", short_names=("csr",), has_spec=False,
+        subresources=(Subresource("approval", ""), STATUS)),
     # coordination.k8s.io/v1
     _rt("coordination.k8s.io", "v1", "leases", "Lease", N, "leases", has_spec=False),
     # discovery.k8s.io/v1

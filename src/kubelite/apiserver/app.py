@@ -8,7 +8,7 @@ import traceback
 import orjson
 from aiohttp import web
 
-from ..api import discovery, errors, openapi
+from ..api import discovery, errors, openapi, openapi_v2_proto
 from ..api.resources import ResourceType
 from . import crds, patching, rest, watch
 from .authn import Authentication
@@ -16,6 +16,7 @@ from .authz import forbidden_for, set_current_user
 from .context import ApiContext
 from .impersonation import impersonate
 from .pod_binding import create_binding
+from .pod_proxy import handlers as pod_proxy_handlers
 from .request_info import RequestInfo, parse
 from .responses import check_acceptable, error_response, json_response
 
@@ -29,7 +30,7 @@ def build_app(ctx: ApiContext, authentication: Authentication, authorizer) -> we
     app = web.Application(client_max_size=rest.bodies.MAX_BODY_BYTES + 1)
     app["ctx"] = ctx
     app["watch_decode_cache"] = watch.DecodeCache()
-    app["subresource_handlers"] = {("", "pods", "binding"): create_binding}
+    app["subresource_handlers"] = {("", "pods", "binding"): create_binding, **pod_proxy_handlers()}
     handler = Dispatcher(ctx, authentication, authorizer)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     return app
@@ -120,8 +121,12 @@ class Dispatcher:
                 raise _not_found()
             return json_response(doc)
         if path == "/openapi/v2":
-            if accept and "application/json" not in accept and "*/*" not in accept:
+            media = openapi_v2_proto.negotiate(accept)
+            if media is None:
                 raise errors.not_acceptable(accept)
+            if media == openapi_v2_proto.MEDIA_TYPE:
+                return web.Response(body=openapi_v2_proto.openapi_v2_protobuf(ctx.registry),
+                                    headers={"Content-Type": media, "Cache-Control": "no-cache, private"})
             return json_response(openapi.openapi_v2(ctx.registry))
         if path == "/":
             return json_response({"paths": sorted(_root_paths(ctx))})

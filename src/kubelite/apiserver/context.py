@@ -20,3 +20,4 @@ class ApiContext:
     authorizer: Any = None
     authenticators: list[Any] = field(default_factory=list)
     ready: bool = False
+    object_cache: Any = None  # apiserver.object_cache.ObjectCache, started with admission

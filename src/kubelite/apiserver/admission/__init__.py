@@ -299,6 +299,10 @@ def build_chain(config) -> AdmissionChain:
 
 async def start(ctx) -> None:
     """Objects and loops the enabled plugins need (built-in PriorityClasses, the quota refresher)."""
+    from ..object_cache import ObjectCache
+
+    ctx.object_cache = ObjectCache(ctx.store)
+    await ctx.object_cache.start()
     chain = ctx.admission
     for p in getattr(chain, "plugins", ()):
         begin = getattr(p, "start", None)
@@ -311,6 +315,9 @@ async def stop(ctx) -> None:
         end = getattr(p, "stop", None)
         if end is not None:
             await end()
+    cache = getattr(ctx, "object_cache", None)
+    if cache is not None:
+        await cache.stop()
 
 
 __all__ = ["AdmissionChain", "Attributes", "Operation", "build_chain", "enabled_plugins", "parse_plugin_list",

@@ -16,13 +16,27 @@ def _rt(ctx, group: str, version: str, resource: str):
     return rt
 
 
+def _cache(ctx):
+    return getattr(ctx, "object_cache", None)
+
+
 async def get(ctx, group: str, version: str, resource: str, namespace: str, name: str) -> Obj | None:
-    kv = await ctx.store.get(_rt(ctx, group, version, resource).key(namespace, name))
+    key = _rt(ctx, group, version, resource).key(namespace, name)
+    cache = _cache(ctx)
+    if cache is not None and cache.covers(key):
+        obj = cache.get(key)
+        if obj is not None:
+            return obj
+    kv = await ctx.store.get(key)  # a miss may be an object created a moment ago
     return codec.decode_kv(kv) if kv is not None else None
 
 
 async def list_all(ctx, group: str, version: str, resource: str, namespace: str | None) -> list[Obj]:
     rt = _rt(ctx, group, version, resource)
+    prefix = rt.prefix(namespace or None)
+    cache = _cache(ctx)
+    if cache is not None and cache.covers(prefix):
+        return cache.list(prefix)
     out: list[Obj] = []
     start = ""
     while True:

@@ -48,6 +48,13 @@ MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/pro
 READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
+def _nofile() -> int:
+    """containerd's 1048576, capped by what this agent may hand out (runc cannot raise the hard limit)."""
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return 1048576 if hard == resource.RLIM_INFINITY else min(1048576, hard)
+
+
 class ContainerConfigError(Exception):
     """CreateContainerConfigError with upstream's message."""
 
@@ -373,7 +380,7 @@ def build_config(pod: Obj, container: Obj, image: ImageConfig, *, rootfs: str, e
         "env": [f"{k}={v}" for k, v in env.items()],
         "cwd": expand(container.get("workingDir") or image.working_dir or "/", env),
         "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
-        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+        "rlimits": [{"type": "RLIMIT_NOFILE", "hard": _nofile(), "soft": _nofile()}],
         "noNewPrivileges": bool(no_new_privs),
         "oomScoreAdj": 0,
     }

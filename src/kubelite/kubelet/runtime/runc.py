@@ -93,6 +93,7 @@ class Runc:
         proc = await asyncio.create_subprocess_exec(
             self.conmon, "--api-version", "1", "-c", cid, "-u", cid, "-n", cid, "-r", self.binary, "-b", bundle,
             "-p", pidfile, "-l", f"k8s-file:{log_path}", "--exit-dir", exit_dir, "--runtime-arg", f"--root={self.root}",
+            "--runtime-arg", f"--log={os.path.join(bundle, 'runc.log')}",
             "--socket-dir-path", sock_dir, "--sync", "--log-level", "error",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             start_new_session=True)
@@ -109,6 +110,8 @@ class Runc:
                 await proc.wait()
                 with contextlib.suppress(RuntimeError_):
                     await self.delete(cid, force=True)
+                with contextlib.suppress(OSError), open(os.path.join(bundle, "runc.log"), "rb") as f:
+                    err = _last_error(f.read()) or err
                 raise RuntimeError_(_runc_message(err) or f"container {cid} could not be created")
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.02)
@@ -175,6 +178,11 @@ def _runc_message(err: bytes) -> str:
         elif line.strip():
             msgs.append(line.strip())
     return "; ".join(msgs)
+
+
+def _last_error(log: bytes) -> bytes:
+    lines = [line for line in log.splitlines() if b"level=error" in line]
+    return lines[-1] if lines else b""
 
 
 def read_exit_code(exit_dir: str, cid: str) -> int | None:

@@ -21,6 +21,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -151,6 +152,8 @@ class RuncRuntime:
             for p in list(self.pods.values()):
                 await p.teardown()
             self.pods.clear()
+            remove_cgroup(f"/kubelite/{self.node_name}")
+            remove_cgroup("/kubelite")  # only if no other node of this host uses it (busy dirs stay)
 
 
 def _cid(uid: str, name: str, restart: int) -> str:
@@ -526,6 +529,8 @@ class RuncPod:
             with contextlib.suppress(Exception):
                 await self.r.runc.delete(cid, force=True)
                 self.r.rootfs.remove(cid)
+            shutil.rmtree(bundle, ignore_errors=True)
+            remove_cgroup(cgroups_path)
             msg = f"failed to create containerd task: failed to create shim task: OCI runtime create failed: {e}"
             self.rt.waiting[name] = ("RunContainerError", msg)
             events.append(SimEvent("Warning", lc.EV_FAILED, lc.msg_error(msg), name))
@@ -673,7 +678,6 @@ class RuncPod:
             remove_cgroup(inst.cgroups_path)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(self._exit_dir, inst.cid))
-            import shutil
             shutil.rmtree(os.path.join(self.r.data_dir, "containers", inst.cid), ignore_errors=True)
         for proc in self.conmons.values():
             with contextlib.suppress(Exception):
