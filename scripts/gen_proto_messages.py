@@ -58,6 +58,7 @@ FILES = [
     "k8s.io/api/authentication/v1/generated.proto",
     "k8s.io/api/authorization/v1/generated.proto",
     "k8s.io/api/autoscaling/v1/generated.proto",
+    "k8s.io/api/certificates/v1/generated.proto",
 ]
 
 # Messages whose JSON form is not an object; the decoder has a converter for each.

@@ -61,7 +61,27 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
                    help="default-on admission plugins to disable (comma-separated)")
     p.add_argument("--admission-control-config-file", default=None, metavar="FILE",
                    help="an AdmissionConfiguration file (PodSecurity defaults and exemptions)")
+    p.add_argument("--audit-policy-file", default=None, metavar="FILE",
+                   help="audit.k8s.io/v1 Policy; with --audit-log-path, requests are audit-logged")
+    p.add_argument("--audit-log-path", default=None, metavar="PATH",
+                   help="JSON-lines audit log file ('-' = stdout), mode 0600, rotated by size")
+    p.add_argument("--audit-log-maxage", type=int, default=0, metavar="DAYS",
+                   help="delete rotated audit logs older than this (default: 0, keep)")
+    p.add_argument("--audit-log-maxbackup", type=int, default=0, metavar="N",
+                   help="rotated audit logs to keep (default: 0, all)")
+    p.add_argument("--audit-log-maxsize", type=int, default=0, metavar="MB",
+                   help="rotate the audit log at this size in megabytes (default: 0, meaning 100)")
+    p.add_argument("--audit-log-format", default="json", choices=("json",), help="audit log format (json)")
+    p.add_argument("--encryption-provider-config", default=None, metavar="FILE",
+                   help="EncryptionConfiguration (apiserver.config.k8s.io/v1): encrypt resources at rest")
     p.add_argument("-v", "--verbose", action="store_true", help="log requests and internals")
+
+
+def _security_files_config(args: argparse.Namespace) -> dict:
+    return {"audit_policy_file": args.audit_policy_file, "audit_log_path": args.audit_log_path,
+            "audit_log_maxage": args.audit_log_maxage, "audit_log_maxbackup": args.audit_log_maxbackup,
+            "audit_log_maxsize": args.audit_log_maxsize, "audit_log_format": args.audit_log_format,
+            "encryption_provider_config": args.encryption_provider_config}
 
 
 def _admission_config(args: argparse.Namespace) -> dict:
@@ -124,7 +144,7 @@ def _config(args: argparse.Namespace):
         service_node_port_range=(low, high), token_auth_file=args.token_auth_file,
         anonymous_auth=args.anonymous_auth == "true", extra_sans=list(args.tls_san),
         write_kubeconfig=write_kubeconfig, compaction_interval=args.etcd_compaction_interval, **authn,
-        **_admission_config(args))
+        **_admission_config(args), **_security_files_config(args))
 
 
 async def _serve(args: argparse.Namespace, what: str) -> int:

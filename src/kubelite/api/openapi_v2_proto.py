@@ -24,9 +24,10 @@ import orjson
 from kubelite.api import openapi
 from kubelite.api.resources import Registry
 
-MEDIA_TYPE = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
-# kube-openapi also answers these older spellings of the same encoding
-_MEDIA_TYPES = (MEDIA_TYPE, "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+# what kubectl asks for, and what kube-openapi answers (Go's mime parser rejects the "@" spelling)
+REQUEST_MEDIA_TYPE = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+MEDIA_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+JSON = "application/json"
 
 Encoder = Callable[[int, Any], bytes]
 
@@ -386,16 +387,32 @@ def openapi_v2_protobuf(registry: Registry) -> bytes:
     return _encoded(openapi.openapi_v2(registry))
 
 
-def negotiate(accept: str) -> str | None:
-    """The media type to answer `/openapi/v2` with: the first of JSON or protobuf the client accepts, in its order.
+def etag(registry: Registry) -> str:
+    """The quoted ETag of `/openapi/v2` (the JSON document's sha512, for both encodings, as upstream)."""
+    return '"' + openapi.document_hash(openapi.openapi_v2(registry)) + '"'
 
-    None when it accepts neither (406)."""
-    if not accept.strip():
-        return "application/json"
-    for part in accept.split(","):
-        mtype = part.split(";", 1)[0].strip().lower()
-        if mtype in _MEDIA_TYPES:
+
+def negotiate(accept: str) -> str | None:
+    """The media type to answer `/openapi/v2` with, or None (406).
+
+    Clauses are tried by descending q, in the client's order otherwise; `*/*` and `application/*` get JSON."""
+    clauses: list[tuple[float, int, str]] = []
+    for index, part in enumerate((accept or "*/*").split(",")):
+        pieces = part.split(";")
+        mtype = pieces[0].strip().lower()
+        q = 1.0
+        for param in pieces[1:]:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if mtype and q > 0:
+            clauses.append((-q, index, mtype))
+    for _, _, mtype in sorted(clauses):
+        if mtype in (JSON, "*/*", "application/*"):
+            return JSON
+        if mtype in (REQUEST_MEDIA_TYPE, MEDIA_TYPE):
             return MEDIA_TYPE
-        if mtype in ("application/json", "*/*", "application/*"):
-            return "application/json"
     return None

@@ -15,7 +15,7 @@ from typing import Any
 
 from kubelite.api import schemas
 from kubelite.api.selectors import format_label_selector, format_labels, label_selector_to_string
-from kubelite.api.timefmt import UNKNOWN, between, parse_rfc3339, since
+from kubelite.api.timefmt import UNKNOWN, between, human_duration, parse_rfc3339, since
 
 Obj = dict[str, Any]
 Cells = list[Any]
@@ -1016,6 +1016,30 @@ def priority_class_row(obj: Obj, now: datetime) -> Cells:
             obj.get("preemptionPolicy") or ""]
 
 
+_CSR_SPEC = "io.k8s.api.certificates.v1.CertificateSigningRequestSpec"
+
+CSR_COLUMNS = [
+    _name(), _age(),
+    Column("SignerName", description=_d(_CSR_SPEC, "signerName")),
+    Column("Requestor", description=_d(_CSR_SPEC, "request")),
+    Column("RequestedDuration", description=_d(_CSR_SPEC, "expirationSeconds")),
+    Column("Condition", description=_d("io.k8s.api.certificates.v1.CertificateSigningRequestStatus", "conditions")),
+]
+
+
+def csr_row(obj: Obj, now: datetime) -> Cells:
+    types = {c.get("type") for c in g(obj, "status", "conditions", default=None) or [] if isinstance(c, dict)}
+    condition = "Denied" if "Denied" in types else "Approved" if "Approved" in types else "Pending"
+    if "Failed" in types:
+        condition += ",Failed"
+    if g(obj, "status", "certificate"):
+        condition += ",Issued"
+    seconds = g(obj, "spec", "expirationSeconds")
+    duration = human_duration(_int(seconds)) if seconds is not None else "<none>"
+    return [name(obj), age(obj, now), g(obj, "spec", "signerName") or "<none>", g(obj, "spec", "username", default=""),
+            duration, condition]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Kinds without a printer upstream use the apiserver's default table convertor (NAME, CREATED AT).
 
@@ -1078,6 +1102,7 @@ PRINTERS: dict[tuple[str, str], Printer] = {
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): Printer(CLUSTER_ROLE_BINDING_COLUMNS, binding_row),
     ("storage.k8s.io", "StorageClass"): Printer(STORAGE_CLASS_COLUMNS, storage_class_row),
     ("coordination.k8s.io", "Lease"): Printer(LEASE_COLUMNS, lease_row),
+    ("certificates.k8s.io", "CertificateSigningRequest"): Printer(CSR_COLUMNS, csr_row),
     ("discovery.k8s.io", "EndpointSlice"): Printer(ENDPOINT_SLICE_COLUMNS, endpoint_slice_row),
     ("policy", "PodDisruptionBudget"): Printer(PDB_COLUMNS, pdb_row),
     ("scheduling.k8s.io", "PriorityClass"): Printer(PRIORITY_CLASS_COLUMNS, priority_class_row),

@@ -8,7 +8,7 @@ name, or ("map", key kind, value kind). KINDS: (apiVersion, kind) → message.
 # ruff: noqa: E501
 REPEATED, POINTER, REQUIRED, INLINE = 1, 2, 4, 8
 
-LIST_WRAPPERS = {'authorization.v1.ExtraValue', 'authentication.v1.ExtraValue', 'apis.meta.v1.Verbs'}
+LIST_WRAPPERS = {'certificates.v1.ExtraValue', 'authentication.v1.ExtraValue', 'apis.meta.v1.Verbs', 'authorization.v1.ExtraValue'}
 
 KINDS = {('apps/v1', 'ControllerRevision'): 'apps.v1.ControllerRevision',
  ('apps/v1', 'ControllerRevisionList'): 'apps.v1.ControllerRevisionList',
@@ -34,6 +34,8 @@ KINDS = {('apps/v1', 'ControllerRevision'): 'apps.v1.ControllerRevision',
  ('batch/v1', 'CronJobList'): 'batch.v1.CronJobList',
  ('batch/v1', 'Job'): 'batch.v1.Job',
  ('batch/v1', 'JobList'): 'batch.v1.JobList',
+ ('certificates.k8s.io/v1', 'CertificateSigningRequest'): 'certificates.v1.CertificateSigningRequest',
+ ('certificates.k8s.io/v1', 'CertificateSigningRequestList'): 'certificates.v1.CertificateSigningRequestList',
  ('coordination.k8s.io/v1', 'Lease'): 'coordination.v1.Lease',
  ('coordination.k8s.io/v1', 'LeaseList'): 'coordination.v1.LeaseList',
  ('discovery.k8s.io/v1', 'EndpointSlice'): 'discovery.v1.EndpointSlice',
@@ -865,6 +867,37 @@ MESSAGES = {
     'batch.v1.UncountedTerminatedPods': {
         1: ('succeeded', 'string', 1),
         2: ('failed', 'string', 1),
+    },
+    'certificates.v1.CertificateSigningRequest': {
+        1: ('metadata', 'apis.meta.v1.ObjectMeta', 0),
+        2: ('spec', 'certificates.v1.CertificateSigningRequestSpec', 4),
+        3: ('status', 'certificates.v1.CertificateSigningRequestStatus', 0),
+    },
+    'certificates.v1.CertificateSigningRequestCondition': {
+        1: ('type', 'string', 4),
+        2: ('reason', 'string', 0),
+        3: ('message', 'string', 0),
+        4: ('lastUpdateTime', 'apis.meta.v1.Time', 0),
+        5: ('lastTransitionTime', 'apis.meta.v1.Time', 0),
+        6: ('status', 'string', 4),
+    },
+    'certificates.v1.CertificateSigningRequestList': {
+        1: ('metadata', 'apis.meta.v1.ListMeta', 0),
+        2: ('items', 'certificates.v1.CertificateSigningRequest', 5),
+    },
+    'certificates.v1.CertificateSigningRequestSpec': {
+        1: ('request', 'bytes', 6),
+        2: ('username', 'string', 0),
+        3: ('uid', 'string', 0),
+        4: ('groups', 'string', 1),
+        5: ('usages', 'string', 1),
+        6: ('extra', ('map', 'string', 'certificates.v1.ExtraValue'), 0),
+        7: ('signerName', 'string', 4),
+        8: ('expirationSeconds', 'int32', 2),
+    },
+    'certificates.v1.CertificateSigningRequestStatus': {
+        1: ('conditions', 'certificates.v1.CertificateSigningRequestCondition', 1),
+        2: ('certificate', 'bytes', 2),
     },
     'coordination.v1.Lease': {
         1: ('metadata', 'apis.meta.v1.ObjectMeta', 0),

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import event_conversion
+
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 NO_COLLECTION_DELETE = ("create", "delete", "get", "list", "patch", "update", "watch")
 CREATE_ONLY = ("create",)
@@ -192,9 +194,37 @@ BUILTIN: tuple[ResourceType, ...] = (
     # storage.k8s.io/v1
     _rt("storage.k8s.io", "v1", "storageclasses", "StorageClass", C, "storageclasses", short_names=("sc",),
         has_spec=False),
-    # events.k8s.io/v1 (kept apart from core events; the two shapes differ)
-    _rt("events.k8s.io", "v1", "events", "Event", N, "events.k8s.io/events", short_names=("ev",),
+    # events.k8s.io/v1: the core events themselves (one storage), converted on the way in and out
+    _rt("events.k8s.io", "v1", "events", "Event", N, "events", short_names=("ev",),
+        has_spec=False, extra=dict(event_conversion.CONVERSION)),
+    # Kinds upstream serves that kubelite keeps as plain storage (nothing acts on them: webhooks and admission
+    # policies are stored, not enforced; flow-control objects do not shape traffic).
+    _rt("", "v1", "componentstatuses", "ComponentStatus", C, "componentstatuses", short_names=("cs",),
+        verbs=("get", "list"), has_spec=False),
+    _rt("", "v1", "bindings", "Binding", N, "bindings", verbs=CREATE_ONLY, has_spec=False),
+    _rt("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", N, "horizontalpodautoscalers",
+        short_names=("hpa",), categories=("all",), subresources=(STATUS,)),
+    _rt("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", C, "runtimeclasses", has_spec=False),
+    _rt("storage.k8s.io", "v1", "csidrivers", "CSIDriver", C, "csidrivers"),
+    _rt("storage.k8s.io", "v1", "csinodes", "CSINode", C, "csinodes"),
+    _rt("storage.k8s.io", "v1", "csistoragecapacities", "CSIStorageCapacity", N, "csistoragecapacities",
         has_spec=False),
+    _rt("storage.k8s.io", "v1", "volumeattachments", "VolumeAttachment", C, "volumeattachments",
+        subresources=(STATUS,)),
+    _rt("admissionregistration.k8s.io", "v1", "mutatingwebhookconfigurations", "MutatingWebhookConfiguration", C,
+        "mutatingwebhookconfigurations", categories=("api-extensions",), has_spec=False),
+    _rt("admissionregistration.k8s.io", "v1", "validatingadmissionpolicies", "ValidatingAdmissionPolicy", C,
+        "validatingadmissionpolicies", categories=("api-extensions",), subresources=(STATUS,)),
+    _rt("admissionregistration.k8s.io", "v1", "validatingadmissionpolicybindings",
+        "ValidatingAdmissionPolicyBinding", C, "validatingadmissionpolicybindings", categories=("api-extensions",)),
+    _rt("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations", "ValidatingWebhookConfiguration",
+        C, "validatingwebhookconfigurations", categories=("api-extensions",), has_spec=False),
+    _rt("flowcontrol.apiserver.k8s.io", "v1", "flowschemas", "FlowSchema", C, "flowschemas",
+        subresources=(STATUS,)),
+    _rt("flowcontrol.apiserver.k8s.io", "v1", "prioritylevelconfigurations", "PriorityLevelConfiguration", C,
+        "prioritylevelconfigurations", subresources=(STATUS,)),
+    _rt("networking.k8s.io", "v1", "ipaddresses", "IPAddress", C, "ipaddresses", short_names=("ip",)),
+    _rt("networking.k8s.io", "v1", "servicecidrs", "ServiceCIDR", C, "servicecidrs", subresources=(STATUS,)),
     # policy/v1
     _rt("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", N, "poddisruptionbudgets",
         short_names=("pdb",), subresources=(STATUS,)),

@@ -8,9 +8,15 @@ import traceback
 import orjson
 from aiohttp import web
 
-from ..api import discovery, errors, openapi, openapi_v2_proto
+from ..api import (
+    discovery,
+    errors,
+    openapi,
+    openapi_v2_proto,
+    printers_more,  # noqa: F401  (registers the printers of the stored-only kinds)
+)
 from ..api.resources import ResourceType
-from . import crds, patching, rest, watch
+from . import audit, certificates, crds, legacy_core, patching, rest, watch
 from .authn import Authentication
 from .authz import forbidden_for, set_current_user
 from .context import ApiContext
@@ -26,29 +32,51 @@ _HEALTH = ("/healthz", "/livez", "/readyz")
 _STATUS_SUBRESOURCE = "status"
 
 
-def build_app(ctx: ApiContext, authentication: Authentication, authorizer) -> web.Application:
+def build_app(ctx: ApiContext, authentication: Authentication, authorizer, auditor=None) -> web.Application:
     app = web.Application(client_max_size=rest.bodies.MAX_BODY_BYTES + 1)
     app["ctx"] = ctx
+    app["auditor"] = auditor  # apiserver.audit.Auditor, or None when --audit-policy-file/--audit-log-path are unset
+    app.on_response_prepare.append(audit.on_response_prepare)  # Audit-Id header, ResponseStarted stage
     app["watch_decode_cache"] = watch.DecodeCache()
     app["subresource_handlers"] = {("", "pods", "binding"): create_binding, **pod_proxy_handlers()}
-    handler = Dispatcher(ctx, authentication, authorizer)
+    app["create_handlers"] = {**app.get("create_handlers", {}), ("", "bindings"): legacy_core.create_legacy_binding}
+    certificates.install(app, ctx)  # CSR strategy, the approval subresource, the certificate admission plugins
+    handler = Dispatcher(ctx, authentication, authorizer, auditor)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     return app
 
 
 class Dispatcher:
-    def __init__(self, ctx: ApiContext, authentication: Authentication, authorizer) -> None:
+    def __init__(self, ctx: ApiContext, authentication: Authentication, authorizer, auditor=None) -> None:
         self.ctx = ctx
         self.authentication = authentication
         self.authorizer = authorizer
+        self.auditor = auditor
         self._version = discovery.version_info(ctx.config.kubernetes_version.split(".")[1])
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self.auditor is not None:
+            return await self.auditor.around(request, self._handle)
+        return await self._handle(request)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        auditor = self.auditor
         try:
             info = parse(request.method, request.raw_path, request.query)
-            user = await self.authentication.authenticate(request)
+            try:
+                user = await self.authentication.authenticate(request)
+            except errors.ApiError:
+                if auditor is not None:
+                    auditor.failed_authentication(request, info)
+                raise
+            if auditor is not None:
+                await auditor.received(request, info, user)
             user = await impersonate(request, user, self.authorizer)
             allowed, reason = await self.authorizer.authorize(user, info)
+            if auditor is not None:
+                request["user"] = user  # the impersonated user, for the event's impersonatedUser
+                audit.add_annotations(request, {"authorization.k8s.io/decision": "allow" if allowed else "forbid",
+                                                "authorization.k8s.io/reason": reason})
             if not allowed:
                 raise forbidden_for(user, info, reason)
             request["user"] = user
@@ -64,6 +92,7 @@ class Dispatcher:
             raise
         except Exception as e:  # a bug must still answer a Status, and be logged with its traceback
             log.error("internal error on %s %s: %s", request.method, request.path, traceback.format_exc())
+            request["audit_panic"] = e  # audited as the Panic stage
             return error_response(errors.internal(str(e) or type(e).__name__))
 
     # ------------------------------------------------------------ non-resource endpoints
@@ -124,10 +153,16 @@ class Dispatcher:
             media = openapi_v2_proto.negotiate(accept)
             if media is None:
                 raise errors.not_acceptable(accept)
+            tag = openapi_v2_proto.etag(ctx.registry)
+            headers = {"Etag": tag, "Vary": "Accept", "Cache-Control": "no-cache, private"}
+            if request.headers.get("If-None-Match") == tag:
+                return web.Response(status=304, headers=headers)
             if media == openapi_v2_proto.MEDIA_TYPE:
                 return web.Response(body=openapi_v2_proto.openapi_v2_protobuf(ctx.registry),
-                                    headers={"Content-Type": media, "Cache-Control": "no-cache, private"})
-            return json_response(openapi.openapi_v2(ctx.registry))
+                                    headers={**headers, "Content-Type": media})
+            response = json_response(openapi.openapi_v2(ctx.registry))
+            response.headers.update(headers)
+            return response
         if path == "/":
             return json_response({"paths": sorted(_root_paths(ctx))})
         raise _not_found()
@@ -155,6 +190,8 @@ class Dispatcher:
         special = crds.special_handler(rt, info, request)  # CRD lifecycle, custom-resource patch rules
         if special is not None:
             return await special(ctx, request, info, rt)
+        if rt.group == "" and rt.resource == "componentstatuses":  # computed, never stored
+            return await legacy_core.component_statuses(ctx, request, info, rt)
         if verb == "get":
             return await rest.get(ctx, request, info, rt)
         if verb == "list":

@@ -32,6 +32,15 @@ class ServerConfig:
     extra_sans: list[str] = field(default_factory=list)
     write_kubeconfig: str | None = None
     fsync: bool = True
+    # audit (apiserver/audit.py): logging needs both the policy and the path, as upstream; "-" is stdout
+    audit_policy_file: str | None = None
+    audit_log_path: str | None = None
+    audit_log_maxage: int = 0  # days; 0 keeps backups whatever their age
+    audit_log_maxbackup: int = 0  # 0 keeps every backup
+    audit_log_maxsize: int = 0  # megabytes before rotation; 0 means lumberjack's 100
+    audit_log_format: str = "json"
+    # encryption at rest (storage/encryption.py): an EncryptionConfiguration file
+    encryption_provider_config: str | None = None
     # admission (apiserver/admission): upstream's default-on plugins, plus/minus these names
     admission_enable: list[str] = field(default_factory=list)  # --enable-admission-plugins
     admission_disable: list[str] = field(default_factory=list)  # --disable-admission-plugins

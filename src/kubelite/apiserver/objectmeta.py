@@ -166,3 +166,23 @@ def same_object(a: dict[str, Any], b: dict[str, Any]) -> bool:
     ma = {k: v for k, v in (a.get("metadata") or {}).items() if k != "resourceVersion"}
     mb = {k: v for k, v in (b.get("metadata") or {}).items() if k != "resourceVersion"}
     return ma == mb and _without(a, "metadata") == _without(b, "metadata")
+
+
+def status_update(rt: ResourceType, new: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """A write through the status subresource, as upstream's status strategies: the spec (and the labels)
+    stay as stored; the status and other metadata come from the request."""
+    merged = dict(new)
+    for field in ("spec",):
+        if field in current:
+            merged[field] = current[field]
+        else:
+            merged.pop(field, None)
+    meta = dict(new.get("metadata") or {})
+    if "labels" in current.get("metadata", {}):
+        meta["labels"] = current["metadata"]["labels"]
+    else:
+        meta.pop("labels", None)
+    merged["metadata"] = meta
+    if merged.get("status") is None:
+        merged.pop("status", None)
+    return merged

@@ -11,7 +11,7 @@ from ..api import errors, patch, selectors, validation
 from ..api.jsoncopy import deep_copy
 from ..api.resources import ResourceType
 from . import body as bodies
-from . import rest
+from . import objectmeta, rest
 from .context import ApiContext
 from .request_info import RequestInfo
 from .responses import object_response
@@ -38,6 +38,9 @@ def apply_patch(rt: ResourceType, doc: dict[str, Any], mtype: str, data: Any, sc
             raise errors.too_large(
                 f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPS}, got {len(data)}")
         result = patch.json_patch(doc, data)
+        if schema_name and isinstance(result, dict):
+            # a typed object has no null fields: upstream's decoding into Go types drops them
+            result = _without_nulls(result)
     elif not isinstance(data, dict):
         raise errors.bad_request("the body of the patch must be a JSON object")
     elif mtype == bodies.MERGE_PATCH:
@@ -55,6 +58,14 @@ def apply_patch(rt: ResourceType, doc: dict[str, Any], mtype: str, data: Any, sc
     if not isinstance(result, dict):
         raise errors.bad_request("the patched object is not a JSON object")
     return result
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType) -> web.Response:
@@ -88,15 +99,7 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
         rest._check_type(rt, patched)
         warnings[:] = validation.check_fields(rt, patched, mode, None, "PatchOptions")
         if info.subresource == "status":
-            merged = deep_copy(current)
-            merged["status"] = patched.get("status")
-            if merged["status"] is None:
-                merged.pop("status")
-            if is_apply:
-                merged["metadata"]["managedFields"] = patched["metadata"].get("managedFields")
-                if merged["metadata"]["managedFields"] is None:
-                    merged["metadata"].pop("managedFields")
-            return merged
+            return objectmeta.status_update(rt, patched, current)
         return patched
 
     def create_missing() -> dict[str, Any]:

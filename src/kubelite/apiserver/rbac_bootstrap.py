@@ -369,14 +369,22 @@ CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "system:service-account-issuer-discovery": ("system:service-account-issuer-discovery", [
         _subject("Group", "system:serviceaccounts")]),
 }
+# What `kubeadm init` adds for joining nodes (its bootstrap-token phase): tokens of the default node group
+# may create CSRs, have their node client CSRs approved, and look up nodes; nodes renew their own client
+# certificates. kubelite's `init`/`join` rely on the same grants, so they are part of its policy.
+KUBEADM_NODE_TOKEN_GROUP = "system:bootstrappers:kubeadm:default-node-token"
+CLUSTER_ROLES["kubeadm:get-nodes"] = ([_r("get", "core", "nodes")], {}, None)
+CLUSTER_ROLE_BINDINGS.update({
+    "kubeadm:kubelet-bootstrap": ("system:node-bootstrapper", [_subject("Group", KUBEADM_NODE_TOKEN_GROUP)]),
+    "kubeadm:node-autoapprove-bootstrap": ("system:certificates.k8s.io:certificatesigningrequests:nodeclient", [
+        _subject("Group", KUBEADM_NODE_TOKEN_GROUP)]),
+    "kubeadm:node-autoapprove-certificate-rotation": (
+        "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", [_subject("Group", "system:nodes")]),
+    "kubeadm:get-nodes": ("kubeadm:get-nodes", [_subject("Group", KUBEADM_NODE_TOKEN_GROUP)]),
+})
 for _name in CONTROLLER_ROLES:
     CLUSTER_ROLE_BINDINGS[f"system:controller:{_name}"] = (
         f"system:controller:{_name}", [_subject("ServiceAccount", _name, "kube-system")])
-    # kubelite's controller-manager runs every controller under its own certificate identity (upstream's
-    # --use-service-account-credentials=false), so that identity holds each controller's role, in bindings
-    # of kubelite's own name next to upstream's.
-    CLUSTER_ROLE_BINDINGS[f"kubelite:controller-manager:{_name}"] = (
-        f"system:controller:{_name}", [_subject("User", "system:kube-controller-manager")])
 
 # Namespaced roles of the bootstrap policy: (namespace, name) -> rules; bound to the same-named subjects below.
 ROLES: dict[tuple[str, str], list[dict[str, Any]]] = {
@@ -393,6 +401,8 @@ ROLES: dict[tuple[str, str], list[dict[str, Any]]] = {
         _r("delete get list watch", "core", "secrets"), _ev()],
     ("kube-public", "system:controller:bootstrap-signer"): [
         _r(READ, "core", "configmaps"), _r("update", "core", "configmaps", "cluster-info"), _ev()],
+    # kubeadm's: anyone may read the signed cluster-info a joining node starts from
+    ("kube-public", "kubeadm:bootstrap-signer-clusterinfo"): [_r("get", "core", "configmaps", "cluster-info")],
 }
 ROLE_BINDINGS: dict[tuple[str, str], tuple[str, list[dict[str, Any]]]] = {
     ("kube-system", "system::extension-apiserver-authentication-reader"): (
@@ -413,6 +423,8 @@ ROLE_BINDINGS: dict[tuple[str, str], tuple[str, list[dict[str, Any]]]] = {
         "system:controller:token-cleaner", [_subject("ServiceAccount", "token-cleaner", "kube-system")]),
     ("kube-public", "system:controller:bootstrap-signer"): (
         "system:controller:bootstrap-signer", [_subject("ServiceAccount", "bootstrap-signer", "kube-system")]),
+    ("kube-public", "kubeadm:bootstrap-signer-clusterinfo"): (
+        "kubeadm:bootstrap-signer-clusterinfo", [_subject("User", "system:anonymous")]),
 }
 
 

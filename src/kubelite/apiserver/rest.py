@@ -30,6 +30,7 @@ from .request_info import RequestInfo
 from .responses import TABLE_TYPE, json_response, object_response, wants_table
 
 _MAX_RETRIES = 16
+_GENERATE_NAME_ATTEMPTS = 8
 
 
 class Operation:
@@ -80,6 +81,19 @@ def _resource_version(request: web.Request, name: str = "resourceVersion") -> in
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def decode_kv(rt: ResourceType, kv) -> dict[str, Any]:
+    """A stored object as this resource serves it (`rt.extra["convert_out"]`: stored in another version)."""
+    obj = codec.decode_kv(kv)
+    convert_out = rt.extra.get("convert_out")
+    return convert_out(obj) if convert_out is not None else obj
+
+
+def kv_bytes(rt: ResourceType, kv) -> bytes:
+    if rt.extra.get("convert_out") is not None:
+        return orjson.dumps(decode_kv(rt, kv))
+    return codec.kv_bytes(kv)
 
 
 def check_path_names(info: RequestInfo) -> None:
@@ -223,11 +237,11 @@ async def get(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Reso
         raise _not_found(rt, info.name)
     accept = request.headers.get("Accept", "")
     if wants_table(accept):
-        obj = codec.decode_kv(kv)
+        obj = decode_kv(rt, kv)
         table = tables.to_table(rt, [obj], include_object=include_object(request),
                                 resource_version=str(kv.mod_revision))
         return json_response(table, content_type=TABLE_TYPE)
-    return object_response(request, codec.kv_bytes(kv))
+    return object_response(request, kv_bytes(rt, kv))
 
 
 async def list_objects(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType,
@@ -270,9 +284,9 @@ async def list_objects(ctx: ApiContext, request: web.Request, info: RequestInfo,
         except FutureRevisionError as e:
             raise errors.too_large_resource_version(e.requested, e.current) from None
         if kv is not None:
-            obj = codec.decode_kv(kv)
+            obj = decode_kv(rt, kv)
             if match is None or match(obj):
-                items.append(obj if as_dicts else codec.kv_bytes(kv))
+                items.append(obj if as_dicts else kv_bytes(rt, kv))
         return items, read_rev, "", None, as_dicts
     last_key = start_key
     page = limit if (limit and match is None) else (max(limit, 500) if limit else 0)
@@ -289,9 +303,9 @@ async def list_objects(ctx: ApiContext, request: web.Request, info: RequestInfo,
         for index, kv in enumerate(result.items):
             last_key = kv.key
             if match is None:
-                items.append(codec.decode_kv(kv) if as_dicts else codec.kv_bytes(kv))
+                items.append(decode_kv(rt, kv) if as_dicts else kv_bytes(rt, kv))
             else:
-                obj = codec.decode_kv(kv)
+                obj = decode_kv(rt, kv)
                 if not match(obj):
                     continue
                 items.append(obj)
@@ -360,7 +374,7 @@ def check_fields(rt: ResourceType, obj: Any, mode: str | None, duplicates: list[
 
 
 def _finish_for_store(rt: ResourceType, obj: dict[str, Any]) -> bytes:
-    return codec.encode(obj)
+    return codec.encode(convert_in(obj) if (convert_in := rt.extra.get("convert_in")) else obj)
 
 
 async def create(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: ResourceType,
@@ -382,7 +396,8 @@ async def create_object(ctx: ApiContext, rt: ResourceType, obj: dict[str, Any], 
     """With `field_manager`, the create is recorded in managedFields (an Update by that manager)."""
     _set_namespace(rt, obj, info.namespace)
     meta = obj["metadata"]
-    if not meta.get("name") and meta.get("generateName"):
+    generated = not meta.get("name") and bool(meta.get("generateName"))
+    if generated:
         meta["name"] = objectmeta.generate_name(str(meta["generateName"]))
     strategy = _strategy(rt)
     if strategy is not None:
@@ -404,14 +419,21 @@ async def create_object(ctx: ApiContext, rt: ResourceType, obj: dict[str, Any], 
     if dry:
         _free(ctx, taken)
         return obj, 201
-    try:
-        kv = await ctx.store.create(rt.key(info.namespace, name), _finish_for_store(rt, obj))
-    except KeyExistsError:
-        _free(ctx, taken)
-        raise errors.already_exists(rt.resource, rt.group, name) from None
-    except BaseException:
-        _free(ctx, taken)
-        raise
+    attempts = _GENERATE_NAME_ATTEMPTS if generated else 1
+    while True:
+        try:
+            kv = await ctx.store.create(rt.key(info.namespace, name), _finish_for_store(rt, obj))
+            break
+        except KeyExistsError:
+            attempts -= 1
+            if attempts > 0:  # a generated name that collided: pick another, as upstream does since 1.32
+                name = meta["name"] = objectmeta.generate_name(str(meta["generateName"]))
+                continue
+            _free(ctx, taken)
+            raise errors.already_exists(rt.resource, rt.group, name) from None
+        except BaseException:
+            _free(ctx, taken)
+            raise
     meta["resourceVersion"] = str(kv.mod_revision)
     await _committed(ctx, rt, kv.key, obj, kv.mod_revision)
     return obj, 201
@@ -451,11 +473,7 @@ async def update(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: R
     def mutate(current: dict[str, Any]) -> dict[str, Any]:
         new = deep_copy(obj)
         if info.subresource == "status":
-            merged = deep_copy(current)
-            merged["status"] = new.get("status")
-            if merged["status"] is None:
-                merged.pop("status")
-            return merged
+            return objectmeta.status_update(rt, new, current)
         return new
 
     manager = field_ownership.request_manager(request.query, request.headers, "UpdateOptions")
@@ -481,7 +499,7 @@ async def update_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, mu
                 obj = create_missing()
                 return await create_object(ctx, rt, obj, info, dry)
             raise _not_found(rt, info.name)
-        current = codec.decode_kv(kv)
+        current = decode_kv(rt, kv)
         if precondition is not None and precondition != current["metadata"]["resourceVersion"]:
             raise errors.stale(rt.resource, rt.group, info.name)
         new = mutate(deep_copy(current))
@@ -513,7 +531,8 @@ async def update_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, mu
             _free(ctx, taken)
             return new, 200
         meta = new["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers") and _deletion_due(rt, new):
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and _deletion_due(rt, new) and not (
+                rt.kind == "Namespace" and rt.group == "" and (new.get("spec") or {}).get("finalizers")):
             _free(ctx, taken)
             try:
                 _, rev = await ctx.store.delete(key, kv.mod_revision)
@@ -618,7 +637,7 @@ async def delete_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, op
         kv = await ctx.store.get(key)
         if kv is None:
             raise _not_found(rt, info.name)
-        obj = codec.decode_kv(kv)
+        obj = decode_kv(rt, kv)
         meta = obj["metadata"]
         if pre.get("uid") and pre["uid"] != meta.get("uid"):
             raise errors.conflict(rt.resource, rt.group, info.name,
@@ -699,7 +718,7 @@ async def _mark_deleting(ctx: ApiContext, rt: ResourceType, key: str, revision: 
     if dry:
         return obj, 200
     try:
-        written = await ctx.store.update(key, codec.encode(obj), revision)
+        written = await ctx.store.update(key, _finish_for_store(rt, obj), revision)
     except (RevisionMismatchError, KeyNotFoundError):
         return None
     meta["resourceVersion"] = str(written.mod_revision)

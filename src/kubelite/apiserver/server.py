@@ -18,8 +18,9 @@ from ..api.resources import Registry
 from ..pki.ca import ClusterPKI, ensure_cluster_pki
 from ..pki.kubeconfig import write_kubeconfig
 from ..pki.tls import server_ssl_context
+from ..storage.encryption import wrap_store
 from ..storage.sqlite import SQLiteStore
-from . import access_reviews, admission, authz, bootstrap, crds
+from . import access_reviews, admission, audit, authz, bootstrap, crds
 from .allocators import ServiceAllocators
 from .app import build_app
 from .authn_setup import build_authentication
@@ -88,11 +89,16 @@ async def start(config: ServerConfig) -> RunningServer:
     loop = asyncio.get_running_loop()
     pki_task = loop.run_in_executor(None, lambda: ensure_cluster_pki(
         config.data_dir, addresses=list(config.extra_sans), service_ip=allocators.first_ip))
-    store = SQLiteStore(os.path.join(config.data_dir, "state.db"), fsync=config.fsync)
+    registry = Registry()
+    try:  # every value is read through the encryption layer: encrypted data without its key answers 500
+        store = wrap_store(SQLiteStore(os.path.join(config.data_dir, "state.db"), fsync=config.fsync),
+                           config.encryption_provider_config, registry)
+    except ValueError as e:
+        raise StartupError(str(e)) from None
     await store.start()
     try:
         pki = await pki_task
-        ctx = ApiContext(config=config, store=store, registry=Registry(), allocators=allocators)
+        ctx = ApiContext(config=config, store=store, registry=registry, allocators=allocators)
         try:
             ctx.admission = admission.build_chain(config)  # type: ignore[assignment]
         except ValueError as e:
@@ -115,7 +121,14 @@ async def start(config: ServerConfig) -> RunningServer:
         # view, so the full collections a large LIST or Table triggers walk only request garbage.
         gc.collect()
         gc.freeze()
-        app = build_app(ctx, authn.authentication, authorization)
+        try:
+            auditor = audit.build(config.audit_policy_file, config.audit_log_path,
+                                  max_size_mb=config.audit_log_maxsize, max_backups=config.audit_log_maxbackup,
+                                  max_age_days=config.audit_log_maxage, log_format=config.audit_log_format)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        app = build_app(ctx, authn.authentication, authorization, auditor)
+        app.on_cleanup.append(audit.cleanup)  # flush and close the audit log
         app.middlewares.append(admission.warning_middleware)  # admission warnings → Warning headers
         app.on_cleanup.append(lambda _app: admission.stop(ctx))
         authn.install(app)

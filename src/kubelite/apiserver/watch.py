@@ -43,6 +43,17 @@ class DecodeCache:
         return obj
 
 
+class _Converting:
+    """The shared cache holds stored objects; a resource served in another version converts for its watchers."""
+
+    def __init__(self, cache: DecodeCache, convert) -> None:
+        self._cache = cache
+        self._convert = convert
+
+    def get(self, event: Event, previous: bool) -> dict[str, Any]:
+        return self._convert(self._cache.get(event, previous))
+
+
 def _status_event(err: errors.ApiError) -> bytes:
     return orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n"
 
@@ -79,7 +90,7 @@ async def watch(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Re
         for kv in result.items:
             if info.name and kv.key != prefix:
                 continue
-            obj = codec.decode_kv(kv)
+            obj = rest.decode_kv(rt, kv)
             if match is None or match(obj):
                 initial.append(obj)
     else:
@@ -95,7 +106,9 @@ async def watch(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Re
     except CompactedError:
         await response.write(_status_event(errors.gone("The resourceVersion for the provided watch is too old.")))
         return response
-    cache: DecodeCache = request.app["watch_decode_cache"]
+    cache: DecodeCache | _Converting = request.app["watch_decode_cache"]
+    if rt.extra.get("convert_out") is not None:
+        cache = _Converting(cache, rt.extra["convert_out"])
     # bounded: a slow client stalls only its own pump, and the store's watch catches up from history
     queue: asyncio.Queue = asyncio.Queue(maxsize=1024)
 

@@ -116,6 +116,11 @@ class ControllerManagerConfig:
     # root CA publisher: the cluster CA bundle (PEM text, or a file: <data_dir>/pki/ca.crt)
     root_ca_pem: str | None = None
     root_ca_file: str | None = None
+    # CSR signing (--cluster-signing-cert-file, --cluster-signing-key-file, --cluster-signing-duration):
+    # the cluster CA, <data_dir>/pki/ca.crt and ca.key; without them the signing controller signs nothing
+    cluster_signing_cert_file: str | None = None
+    cluster_signing_key_file: str | None = None
+    cluster_signing_duration: float = 365 * 24 * 3600.0
     # informers
     informer_page_size: int = 500
     extra: dict[str, Any] = field(default_factory=dict)  # settings of controllers added later
@@ -124,6 +129,8 @@ class ControllerManagerConfig:
     def for_data_dir(cls, data_dir: str, **overrides: Any) -> ControllerManagerConfig:
         """Defaults plus the CA bundle of the cluster whose state lives in `data_dir`."""
         overrides.setdefault("root_ca_file", os.path.join(data_dir, "pki", "ca.crt"))
+        overrides.setdefault("cluster_signing_cert_file", os.path.join(data_dir, "pki", "ca.crt"))
+        overrides.setdefault("cluster_signing_key_file", os.path.join(data_dir, "pki", "ca.key"))
         return cls(**overrides)
 
     def ca_bundle(self) -> str | None:
@@ -302,6 +309,10 @@ CONTROLLERS: dict[str, str] = {
     "job-controller": "kubelite.controllers.job:JobController",
     "cronjob-controller": "kubelite.controllers.cronjob:CronJobController",
     "ttl-after-finished-controller": "kubelite.controllers.job:TTLAfterFinishedController",
+    "certificatesigningrequest-approving-controller": "kubelite.controllers.csr:CSRApprovingController",
+    "certificatesigningrequest-signing-controller": "kubelite.controllers.csr:CSRSigningController",
+    "certificatesigningrequest-cleaner-controller": "kubelite.controllers.csr:CSRCleanerController",
+    "bootstrap-signer-controller": "kubelite.controllers.bootstrapsigner:BootstrapSigner",
 }
 
 # Older names upstream still accepts for --controllers.
@@ -325,6 +336,10 @@ ALIASES: dict[str, str] = {
     "nodeipam": "node-ipam-controller",
     "podgc": "pod-garbage-collector-controller",
     "persistentvolume-binder": "persistentvolume-binder-controller",
+    "csrapproving": "certificatesigningrequest-approving-controller",
+    "csrsigning": "certificatesigningrequest-signing-controller",
+    "csrcleaner": "certificatesigningrequest-cleaner-controller",
+    "bootstrapsigner": "bootstrap-signer-controller",
 }
 
 

@@ -272,6 +272,7 @@ class SpdyPortForward:
         self.streams: dict[int, dict[str, str]] = {}
         self.pairs: dict[str, dict[str, int]] = {}  # requestID -> {"error": sid, "data": sid}
         self.writers: dict[int, asyncio.StreamWriter] = {}
+        self.early: dict[int, list[tuple[bytes, bool]]] = {}  # data stream -> frames before the connection
         self.tasks: set[asyncio.Task] = set()
         self.send_lock = asyncio.Lock()
 
@@ -319,6 +320,9 @@ class SpdyPortForward:
             return
         sid = first & 0x7FFFFFFF
         w = self.writers.get(sid)
+        if w is None and sid in self.early:  # the pod connection is still being made: keep it for then
+            self.early[sid].append((data, bool(flags & FLAG_FIN)))
+            return
         if w is not None:
             if data:
                 w.write(data)
@@ -336,6 +340,8 @@ class SpdyPortForward:
         kind = headers.get("streamtype", "")
         pair = self.pairs.setdefault(rid, {})
         pair[kind] = sid
+        if kind == "data":
+            self.early[sid] = []
         if "error" in pair and "data" in pair:
             t = asyncio.ensure_future(self._forward(rid, int(headers.get("port", "0") or 0), pair))
             self.tasks.add(t)
@@ -352,7 +358,13 @@ class SpdyPortForward:
             await self.send(data_frame(err_sid, FLAG_FIN, b""))
             await self.send(data_frame(data_sid, FLAG_FIN, b""))
             self.pairs.pop(rid, None)
+            self.early.pop(data_sid, None)
             return
+        for data, fin in self.early.pop(data_sid, []):
+            if data:
+                writer.write(data)
+            if fin and writer.can_write_eof():
+                writer.write_eof()
         self.writers[data_sid] = writer
         try:
             while True:

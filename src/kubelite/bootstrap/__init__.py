@@ -1,0 +1,1 @@
+"""kubeadm-style cluster bootstrap: `kubelite init`, bootstrap tokens, the signed `cluster-info`, `kubelite join`."""

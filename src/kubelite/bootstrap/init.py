@@ -1,0 +1,186 @@
+"""`kubelite init`: the control plane on this machine, reachable by other machines, ready for `kubelite join`.
+
+Like `kubelite up` (API server, controllers, scheduler, add-ons), but bound by default to every address
+(`--apiserver-advertise-address` picks one), with the control-plane endpoint and the advertise address in the
+serving certificate, then, as kubeadm's bootstrap-token phase: `kube-public/cluster-info` published with the
+endpoint and CA, a fresh 24 h bootstrap token, and — once the bootstrap signer has signed cluster-info with
+it — the kubeconfig hint and the `kubelite join …` command printed on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+
+from kubelite.client import ApiClient, ClientError
+from kubelite.pki.certs import spki_sha256
+
+from . import jws
+from .clusterinfo import CONFIGMAPS, publish_cluster_info
+from .join import _host_address
+from .tokens import DEFAULT_TTL, INIT_DESCRIPTION, TokenError, create_token
+
+SIGNATURE_WAIT = 30.0
+
+
+def split_endpoint(endpoint: str, default_port: int) -> tuple[str, int]:
+    """(host, port) of `host[:port]` (IPv6 in brackets)."""
+    text = endpoint.removeprefix("https://").rstrip("/")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, default_port
+
+
+def join_endpoint(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def join_command(endpoint: str, token: str, ca_pem_hash: str) -> str:
+    return f"kubelite join {endpoint} --token {token} --discovery-token-ca-cert-hash {ca_pem_hash}"
+
+
+async def wait_for_signature(client: ApiClient, token_id: str, timeout: float = SIGNATURE_WAIT) -> bool:
+    """Whether cluster-info carries the token's signature within `timeout` (the bootstrap signer's work)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(ClientError):
+            cm = await client.get(CONFIGMAPS, jws.PUBLIC_NAMESPACE, jws.CLUSTER_INFO)
+            if (cm.get("data") or {}).get(jws.SIGNATURE_PREFIX + token_id):
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.1)
+
+
+def _prepare(args: argparse.Namespace) -> tuple[str, str]:
+    """Bind address and advertise address; fills in --bind-address, --tls-san, the service range."""
+    advertise = args.apiserver_advertise_address or ""
+    if args.bind_address is None:
+        args.bind_address = advertise or "0.0.0.0"
+    if not advertise:
+        advertise = args.bind_address if args.bind_address not in ("0.0.0.0", "::") else _host_address()
+    if args.service_cidr:
+        args.service_cluster_ip_range = args.service_cidr
+    sans = list(args.tls_san)
+    sans.append(advertise)
+    if args.control_plane_endpoint:
+        sans.append(split_endpoint(args.control_plane_endpoint, args.port)[0])
+    args.tls_san = sorted(set(sans))
+    return args.bind_address, advertise
+
+
+def _print_summary(data_dir_kubeconfig: str, command: str, token_ttl: float) -> None:
+    ttl = "never expires" if not token_ttl else f"expires in {int(token_ttl // 3600)}h" if token_ttl >= 3600 else \
+        f"expires in {int(token_ttl)}s"
+    print(f"""
+Your Kubernetes control-plane has initialized successfully!
+
+To start using your cluster, you need to run the following as a regular user:
+
+  mkdir -p $HOME/.kube
+  cp -i {data_dir_kubeconfig} $HOME/.kube/config
+
+Alternatively, you can run:
+
+  export KUBECONFIG={data_dir_kubeconfig}
+
+Then you can join any number of worker nodes by running the following on each of them (the token {ttl};
+`kubelite token create --print-join-command` makes a new one):
+
+{command}
+""", flush=True)
+
+
+async def run_init(args: argparse.Namespace) -> int:
+    from kubelite import cli as kcli
+    from kubelite.apiserver.server import StartupError, start
+    from kubelite.launcher import ComponentSettings, start_components
+
+    try:
+        token_ttl = kcli_duration(args.token_ttl)
+    except ValueError as e:
+        print(f"kubelite: error: --token-ttl: {e}", file=sys.stderr)
+        return 1
+    bind, advertise = _prepare(args)
+    config = kcli._config(args)
+    began = time.monotonic()
+    try:
+        server = await start(config)
+    except StartupError as e:
+        print(f"kubelite: error: {e}", file=sys.stderr)
+        return 1
+    port = config.port
+    endpoint = args.control_plane_endpoint or join_endpoint(advertise, port)
+    host, _ = split_endpoint(endpoint, port)
+    endpoint = join_endpoint(host, split_endpoint(endpoint, port)[1])
+    print(f"kubelite init: API server ready at https://{join_endpoint(advertise, port)} (bound to {bind}) in "
+          f"{time.monotonic() - began:.2f}s", file=sys.stderr)
+    disabled = {d.strip() for d in args.disable.split(",") if d.strip()}
+    overrides: dict = {}
+    if args.pod_cidr:
+        overrides["extra"] = {"node-ipam-controller": {"cluster_cidr": args.pod_cidr}}
+    listen = bind if bind not in ("0.0.0.0", "::") else "0.0.0.0"
+    custom_domain = args.cluster_domain != "cluster.local"
+    settings = ComponentSettings(controllers=not args.disable_controller_manager,
+                                 scheduler=not args.disable_scheduler, simulated_nodes=args.simulated_nodes,
+                                 controller_overrides=overrides,
+                                 dns="dns" not in disabled and not custom_domain,
+                                 servicelb="servicelb" not in disabled, ingress="ingress" not in disabled,
+                                 listen_host=listen, dns_port=args.cluster_dns_port,
+                                 ingress_http_port=args.ingress_http_port, ingress_https_port=args.ingress_https_port)
+    components = await start_components(config.data_dir, server.url, settings)
+    if custom_domain and "dns" not in disabled:
+        await _start_dns(components, config.data_dir, server.url, listen, args.cluster_dns_port, args.cluster_domain)
+    client = ApiClient.from_kubeconfig(server.kubeconfig)
+    rc = 0
+    try:
+        await publish_cluster_info(client, f"https://{endpoint}", server.pki.ca_cert_pem)
+        try:
+            token = await create_token(client, args.token, token_ttl, description=INIT_DESCRIPTION)
+        except TokenError as e:
+            print(f"kubelite: error: {e}", file=sys.stderr)
+            rc = 1
+        else:
+            if not await wait_for_signature(client, token.split(".")[0]):
+                print("kubelite init: WARNING: cluster-info is not signed with the new token yet (is the "
+                      "bootstrap-signer-controller running?)", file=sys.stderr)
+            command = join_command(endpoint, token, spki_sha256(server.pki.ca_cert))
+            _print_summary(server.kubeconfig, command, token_ttl)
+    finally:
+        await client.close()
+    if rc == 0:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("kubelite init: stopping", file=sys.stderr)
+    await components.shutdown()
+    await server.stop()
+    return rc
+
+
+async def _start_dns(components, data_dir: str, server_url: str, listen: str, port: int, domain: str) -> None:
+    """Cluster DNS for a --cluster-domain other than cluster.local (the launcher serves the default one)."""
+    from kubelite.launcher import NETWORK_ADDONS, _client, _logged
+    from kubelite.proxy.dns import DNSConfig, run_dns
+
+    loop = asyncio.get_running_loop()
+    client = await loop.run_in_executor(None, _client, data_dir, server_url, "cluster-dns", NETWORK_ADDONS)
+    components.clients.append(client)
+    components.tasks["dns"] = _logged("dns", run_dns(client, stop=components.stop, config=DNSConfig(
+        cluster_domain=domain, listen_host=listen, port=port)))
+
+
+def kcli_duration(text: str) -> float:
+    from kubelite.apiserver.serviceaccount_tokens import parse_go_duration
+
+    return parse_go_duration(text)
