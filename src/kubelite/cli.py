@@ -341,8 +341,15 @@ def main(argv: list[str] | None = None) -> int:
     from .kubelet.images.cli import add_images_parser
 
     add_images_parser(sub, default_data_dir())
+    from .bootstrap.cli import add_bootstrap_parsers
+
+    add_bootstrap_parsers(sub, default_data_dir(), _add_server_flags)  # init, token, join
     args = parser.parse_args(argv)
-    if args.command == "images":
+    if args.command in ("images", "token", "join"):
+        return args.func(args)
+    if args.command == "init":
+        logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
         return args.func(args)
     if args.command is None:
         parser.print_help()

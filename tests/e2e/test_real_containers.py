@@ -58,6 +58,8 @@ def node():
     from kubelite.kubelet.runtime.node_agent import AgentConfig, start_agent
 
     base = tempfile.mkdtemp(prefix="kubelite-real-")
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        ip_forward = f.read()  # the bridge plugin turns forwarding on; put it back as it was
     cluster = Cluster(data_dir=f"{base}/data", port=free_port(), cache_dir=f"{base}/kube-cache")
     cluster.start()
     registry = LocalRegistry().start()
@@ -80,6 +82,8 @@ def node():
         registry.stop()
         cluster.stop()
         shutil.rmtree(base, ignore_errors=True)
+        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write(ip_forward)
 
 
 def kubectl(cluster: Cluster, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:

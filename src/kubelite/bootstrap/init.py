@@ -22,7 +22,7 @@ from kubelite.pki.certs import spki_sha256
 from . import jws
 from .clusterinfo import CONFIGMAPS, publish_cluster_info
 from .join import _host_address
-from .tokens import DEFAULT_TTL, INIT_DESCRIPTION, TokenError, create_token
+from .tokens import INIT_DESCRIPTION, TokenError, create_token
 
 SIGNATURE_WAIT = 30.0
 
@@ -105,7 +105,7 @@ async def run_init(args: argparse.Namespace) -> int:
     from kubelite.launcher import ComponentSettings, start_components
 
     try:
-        token_ttl = kcli_duration(args.token_ttl)
+        token_ttl = parse_ttl(args.token_ttl)
     except ValueError as e:
         print(f"kubelite: error: --token-ttl: {e}", file=sys.stderr)
         return 1
@@ -180,7 +180,8 @@ async def _start_dns(components, data_dir: str, server_url: str, listen: str, po
         cluster_domain=domain, listen_host=listen, port=port)))
 
 
-def kcli_duration(text: str) -> float:
+def parse_ttl(text: str) -> float:
+    """Seconds in a Go duration (`24h0m0s`, `2h`; `0` means never)."""
     from kubelite.apiserver.serviceaccount_tokens import parse_go_duration
 
     return parse_go_duration(text)

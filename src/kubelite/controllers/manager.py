@@ -103,11 +103,8 @@ class ControllerManagerConfig:
     # namespace: --namespace-sync-period (full resync) and the pause while content is being finalized
     namespace_sync_period: float = 300.0
     namespace_finalizer_estimate: float = 15.0
-    # Write the deletion conditions to a terminating namespace's status.  Off until the API server stops
-    # deleting a terminating namespace on *any* write whose metadata.finalizers is empty (it must also
-    # wait for spec.finalizers, as upstream's ShouldDeleteNamespaceDuringUpdate does); with that bug a
-    # status write would drop the namespace while content remains.
-    namespace_status_conditions: bool = False
+    # Write the deletion conditions (NamespaceContentRemaining, …) to a terminating namespace's status.
+    namespace_status_conditions: bool = True
     # garbage collector: --enable-garbage-collector; resources it never tracks; how often it rediscovers
     # resource types (custom resources come and go)
     enable_garbage_collector: bool = True

@@ -44,7 +44,7 @@ API_VERSIONS = ("apiserver.config.k8s.io/v1",)
 AES_KEY_SIZES = (16, 24, 32)
 SECRETBOX_KEY_SIZES = (32,)
 PROVIDERS = ("aescbc", "aesgcm", "secretbox", "identity", "kms")
-SCRUB_QUIET_SECONDS = 5.0  # how long rewrites of stale values must pause before the history is scrubbed
+SCRUB_QUIET_SECONDS = 2.0  # how long rewrites of stale values must pause before the history is scrubbed
 
 
 class TransformError(Exception):

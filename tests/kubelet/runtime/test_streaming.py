@@ -84,8 +84,7 @@ async def test_port_forward_spdy_session():
             blob = syn(3, {"streamtype": "data", "port": "1", "requestid": "0"}) + st.data_frame(3, 0, b"ping")
             await ws.send_bytes(blob[:7])
             await ws.send_bytes(blob[7:])
-            await ws.send_bytes(st.syn_ping() if hasattr(st, "syn_ping") else st.control_frame(st.PING, 0,
-                                                                                                 b"\x00\x00\x00\x01"))
+            await ws.send_bytes(st.control_frame(st.PING, 0, b"\x00\x00\x00\x01"))
             buf, data, replies, pings, fin = b"", b"", set(), 0, False
             while not fin:
                 msg = await asyncio.wait_for(ws.receive(), 5)
