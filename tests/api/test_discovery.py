@@ -172,7 +172,14 @@ def server(request):
 
 
 def _expected_rows(reg: Registry) -> list[tuple[str, str, str, str, str]]:
-    rows = [(rt.resource, ",".join(rt.short_names), rt.api_version, str(rt.namespaced).lower(), rt.kind) for rt in reg]
+    # a resource served in several versions is listed once, in its group's preferred version
+    preferred: dict[tuple[str, str], ResourceType] = {}
+    for rt in reg:
+        seen = preferred.get((rt.group, rt.resource))
+        if seen is None or discovery.version_priority(rt.version) < discovery.version_priority(seen.version):
+            preferred[(rt.group, rt.resource)] = rt
+    rows = [(rt.resource, ",".join(rt.short_names), rt.api_version, str(rt.namespaced).lower(), rt.kind)
+            for rt in preferred.values()]
     # kubectl sorts by group, then by resource name.
     return sorted(rows, key=lambda r: (r[2].rpartition("/")[0], r[0]))
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from kubelite.api import hpa_conversion
 from kubelite.api.printers import PRINTERS, Column, Printer, age, doc, g, name
 
 Obj = dict[str, Any]
@@ -102,6 +103,8 @@ def hpa_targets(obj: Obj) -> str:
 
 
 def hpa_row(obj: Obj, now: datetime) -> list[Any]:
+    if obj.get("apiVersion") == hpa_conversion.V1:
+        obj = hpa_conversion.v1_to_v2(obj)
     ref = g(obj, "spec", "scaleTargetRef") or {}
     min_pods = g(obj, "spec", "minReplicas")
     return [name(obj), f"{ref.get('kind', '')}/{ref.get('name', '')}", hpa_targets(obj),

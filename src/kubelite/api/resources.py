@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import event_conversion
+from . import event_conversion, hpa_conversion
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 NO_COLLECTION_DELETE = ("create", "delete", "get", "list", "patch", "update", "watch")
@@ -204,6 +204,8 @@ BUILTIN: tuple[ResourceType, ...] = (
     _rt("", "v1", "bindings", "Binding", N, "bindings", verbs=CREATE_ONLY, has_spec=False),
     _rt("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", N, "horizontalpodautoscalers",
         short_names=("hpa",), categories=("all",), subresources=(STATUS,)),
+    _rt("autoscaling", "v1", "horizontalpodautoscalers", "HorizontalPodAutoscaler", N, "horizontalpodautoscalers",
+        short_names=("hpa",), categories=("all",), subresources=(STATUS,), extra=dict(hpa_conversion.CONVERSION)),
     _rt("node.k8s.io", "v1", "runtimeclasses", "RuntimeClass", C, "runtimeclasses", has_spec=False),
     _rt("storage.k8s.io", "v1", "csidrivers", "CSIDriver", C, "csidrivers"),
     _rt("storage.k8s.io", "v1", "csinodes", "CSINode", C, "csinodes"),

@@ -292,8 +292,11 @@ async def run_node_agent(kubeconfig: str, node_name: str, stop: asyncio.Event, r
 
     run_agent = getattr(agent_mod, "run_agent", None)
     if run_agent is not None and runtime != "simulated":
-        await _run_real_agent(run_agent, kubeconfig, node_name, stop, runtime)
-        return
+        config = _agent_config(agent_mod, kubeconfig, node_name, runtime)
+        if config is not None:
+            await _run_until(run_agent, config, stop)
+            return
+        log.warning("the node agent's configuration cannot be built here; running a simulated node")
     from kubelite.kubelet.agent import SIMULATED_LABEL, SimulatedNodes
     from kubelite.kubelet.node import NodeSpec
 
@@ -308,20 +311,30 @@ async def run_node_agent(kubeconfig: str, node_name: str, stop: asyncio.Event, r
         await client.close()
 
 
-async def _run_real_agent(run_agent, kubeconfig: str, node_name: str, stop: asyncio.Event, runtime: str) -> None:
-    """Adapter to `kubelet.agent.run_agent(config)`; its config class is looked up by name."""
+def _agent_config(agent_mod, kubeconfig: str, node_name: str, runtime: str):
+    """`kubelet.agent.AgentConfig` for this node, from the fields it has; None when that is not possible."""
+    import dataclasses
     import inspect
-
-    from kubelite.kubelet import agent as agent_mod
 
     config_cls = getattr(agent_mod, "AgentConfig", None)
     if config_cls is None:
-        raise JoinError("kubelite.kubelet.agent.run_agent exists but AgentConfig does not")
+        return None
     wanted = {"kubeconfig": kubeconfig, "node_name": node_name, "runtime": runtime}
-    params = inspect.signature(config_cls).parameters
-    config = config_cls(**{k: v for k, v in wanted.items() if k in params})
-    call = inspect.signature(run_agent).parameters
-    if "stop" in call:
+    try:
+        params = inspect.signature(config_cls).parameters
+        config = config_cls(**{k: v for k, v in wanted.items() if k in params})
+    except (TypeError, ValueError):
+        return None
+    if dataclasses.is_dataclass(config) and not {"kubeconfig", "node_name"} <= {f.name for f in
+                                                                                dataclasses.fields(config)}:
+        return None
+    return config
+
+
+async def _run_until(run_agent, config, stop: asyncio.Event) -> None:
+    import inspect
+
+    if "stop" in inspect.signature(run_agent).parameters:
         await run_agent(config, stop=stop)
         return
     task = asyncio.ensure_future(run_agent(config))
@@ -332,3 +345,5 @@ async def _run_real_agent(run_agent, kubeconfig: str, node_name: str, stop: asyn
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()

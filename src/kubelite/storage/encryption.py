@@ -458,6 +458,11 @@ class EncryptedStore(Store):
             return value
         return self.transformer(key).to_storage(bytes(value), key.encode())
 
+    def is_stale(self, key: str) -> bool:
+        """Whether the stored value of key was last read through a provider other than the writing one:
+        an update must then be written even when the object is unchanged (upstream's GuaranteedUpdate)."""
+        return key in self._stale
+
     def _wrote(self, key: str) -> None:
         if key in self._stale:
             self._stale.discard(key)
