@@ -33,8 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kubelite-bench-") as tmp:
         c = Cluster(data_dir=os.path.join(tmp, "data"), port=free_port(), cache_dir=os.path.join(tmp, "cache"),
-                    command="up", extra_args=["--simulated-nodes", str(args.nodes), "--disable",
-                                              "dns,servicelb,ingress"])
+                    command="up", extra_args=["--node-runtime", "none", "--simulated-nodes", str(args.nodes),
+                                              "--disable", "dns,servicelb,ingress"])
         c.start(timeout=120)
         try:
             s = requests.Session()

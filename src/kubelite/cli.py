@@ -175,6 +175,8 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
         listen = config.bind_address if config.bind_address not in ("0.0.0.0", "::") else "0.0.0.0"
         settings = ComponentSettings(controllers=not args.disable_controller_manager,
                                      scheduler=not args.disable_scheduler, simulated_nodes=args.simulated_nodes,
+                                     node_runtime=args.node_runtime, node_name=args.node_name,
+                                     kubelet_port=args.kubelet_port, registries=args.registries,
                                      dns="dns" not in disabled, servicelb="servicelb" not in disabled,
                                      ingress="ingress" not in disabled, listen_host=listen,
                                      dns_port=args.cluster_dns_port, ingress_http_port=args.ingress_http_port,
@@ -183,8 +185,8 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
         running = ", ".join(components.tasks) or "nothing else"
         print(f"kubelite {what}: running {running}", file=sys.stderr)
         if settings.simulated_nodes:
-            print(f"kubelite {what}: {settings.simulated_nodes} simulated node(s): pods run through their states "
-                  f"without processes", file=sys.stderr)
+            print(f"kubelite {what}: {settings.simulated_nodes} extra simulated node(s): pods run through their "
+                  f"states without processes", file=sys.stderr)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -222,14 +224,17 @@ async def _component(args: argparse.Namespace) -> int:
             from .scheduler import SchedulerConfig, run_scheduler
 
             await run_scheduler(client, stop=stop, config=SchedulerConfig())
-        else:
+        elif args.simulated > 0:
             from .kubelet.agent import run_simulated_nodes
 
-            if args.simulated <= 0:
-                print("kubelite: error: only simulated nodes are available so far: use --simulated N",
-                      file=sys.stderr)
-                return 1
             await run_simulated_nodes(client, count=args.simulated, stop=stop, prefix=args.node_prefix)
+        else:
+            from .kubelet.runtime.node_agent import AgentConfig, run_agent
+
+            await run_agent(AgentConfig(kubeconfig=args.kubeconfig, node_name=args.node_name,
+                                        data_dir=os.path.abspath(os.path.expanduser(args.data_dir)),
+                                        runtime=args.runtime, kubelet_port=args.kubelet_port,
+                                        registries=args.registries), stop)
     finally:
         await client.close()
     return 0
@@ -305,9 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start a cluster in the foreground (Ctrl-C stops it)",
                         description="Start everything kubelite has (API server, …) in the foreground.")
     _add_server_flags(up)
-    up.add_argument("--simulated-nodes", type=int, default=1, metavar="N",
-                    help="simulated nodes to run (like kwok: pods go through their states without processes; "
-                         "default: 1)")
+    up.add_argument("--node-runtime", default="auto", choices=("auto", "runc", "simulated", "none"),
+                    help="the local node: real containers under runc, a simulated node, or none (default: auto: "
+                         "runc when this machine can, see `kubelite doctor`)")
+    up.add_argument("--node-name", default="", help="name of the local node (default: the host name)")
+    up.add_argument("--kubelet-port", type=int, default=10250, help="the local kubelet's HTTPS port (default: 10250)")
+    up.add_argument("--registries", default=None, metavar="FILE",
+                    help="registry mirrors, rewrites, auth and TLS in k3s's registries.yaml format")
+    up.add_argument("--simulated-nodes", type=int, default=0, metavar="N",
+                    help="extra simulated nodes next to the local one (like kwok: pods go through their states "
+                         "without processes; default: 0)")
     up.add_argument("--disable-scheduler", action="store_true", help="do not run the scheduler")
     up.add_argument("--disable-controller-manager", action="store_true", help="do not run the controllers")
     up.add_argument("--disable", default="", metavar="LIST",
@@ -331,7 +343,19 @@ def main(argv: list[str] | None = None) -> int:
                            description="Run node agents (kubelets) against an API server.")
     _add_component_flags(agent)
     agent.add_argument("--simulated", type=int, default=0, metavar="N", help="run N simulated nodes")
+    agent.add_argument("--runtime", default="auto", choices=("auto", "runc", "crun", "simulated"),
+                       help="container runtime of this node (default: auto: runc where it works, else simulated)")
+    agent.add_argument("--node-name", default="", help="node name (default: the host name)")
+    agent.add_argument("--data-dir", default=os.path.join(default_data_dir(), "agent"),
+                       help="where images, pod state and logs live (default: %(default)s)")
+    agent.add_argument("--kubelet-port", type=int, default=10250, help="kubelet HTTPS port (default: 10250)")
+    agent.add_argument("--registries", default=None, metavar="FILE",
+                       help="registry mirrors, rewrites, auth and TLS in k3s's registries.yaml format")
     agent.add_argument("--node-prefix", default="sim-node-", help="name prefix of simulated nodes")
+    doc = sub.add_parser("doctor", help="check (and --fix) what real containers need on this machine",
+                         description="Check root, runc, conmon, CNI plugins, iptables and sysctls; --fix installs "
+                                     "the missing Debian packages and sets the sysctls.")
+    doc.add_argument("--fix", action="store_true", help="install what is missing (root)")
     st = sub.add_parser("status", help="show the health of a cluster's components",
                         description="Show the health of the API server, controllers, scheduler and nodes.")
     st.add_argument("--data-dir", default=default_data_dir(), help="data dir (default: %(default)s)")
@@ -363,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "status":
         return _run(_status(args))
+    if args.command == "doctor":
+        from .doctor import run as doctor
+
+        return doctor(args.fix)
     try:
         if args.command in ("controller-manager", "scheduler", "agent"):
             return _run(_component(args))

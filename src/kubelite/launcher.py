@@ -9,6 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import sys
 from dataclasses import dataclass, field
 
 from .client import ApiClient
@@ -28,11 +31,16 @@ NETWORK_ADDONS = ("kubelite:network-addons", ("system:masters",))
 class ComponentSettings:
     controllers: bool = True
     scheduler: bool = True
-    simulated_nodes: int = 0
+    simulated_nodes: int = 0  # extra simulated nodes, next to the local node
     node_prefix: str = "sim-node-"
     controller_overrides: dict = field(default_factory=dict)
     scheduler_overrides: dict = field(default_factory=dict)
     simulated_overrides: dict = field(default_factory=dict)
+    node_runtime: str = "auto"  # the local node: auto | runc | simulated | none
+    node_name: str = ""  # default: the host name
+    kubelet_port: int = 10250
+    registries: str | None = None  # k3s registries.yaml for the local node
+    proxy: bool = True  # kube-proxy (iptables) next to a real node
     dns: bool = True
     servicelb: bool = True
     ingress: bool = True
@@ -116,6 +124,38 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
         clients.append(client)
         tasks["scheduler"] = _logged("scheduler", run_scheduler(
             client, stop=stop, config=SchedulerConfig(**settings.scheduler_overrides)))
+    node_name = settings.node_name or socket.gethostname().lower()
+    kind = settings.node_runtime
+    if kind == "auto":
+        from .doctor import real_node_possible
+
+        possible, missing = real_node_possible()
+        kind = "runc" if possible else "simulated"
+        if not possible:
+            print(f"kubelite: no real containers here (missing: {', '.join(missing)}): node {node_name} is "
+                  f"simulated. `kubelite doctor --fix` installs what is missing.", file=sys.stderr)
+    if kind == "runc":
+        from .kubelet.runtime.node_agent import AgentConfig, run_agent
+        from .pki.components import node_identity
+
+        cn, orgs = node_identity(node_name)
+        path = await loop.run_in_executor(None, lambda: write_component_kubeconfig(
+            data_dir, "kubelet", cn, list(orgs), server=server_url))
+        agent = AgentConfig(kubeconfig=path, node_name=node_name, data_dir=os.path.join(data_dir, "agent"),
+                            runtime="runc", kubelet_port=settings.kubelet_port, registries=settings.registries)
+        tasks["kubelet"] = _logged("kubelet", run_agent(agent, stop))
+        if settings.proxy:
+            from .proxy import ProxyConfig, run_proxy
+
+            client = await loop.run_in_executor(None, _client, data_dir, server_url, "kube-proxy", NETWORK_ADDONS)
+            clients.append(client)
+            tasks["proxy"] = _logged("proxy", run_proxy(client, stop=stop, config=ProxyConfig(node_name=node_name)))
+    elif kind == "simulated":
+        from .kubelet.agent import run_simulated_nodes
+
+        client = await loop.run_in_executor(None, _client, data_dir, server_url, "local-node", SIMULATED_NODES)
+        clients.append(client)
+        tasks["node"] = _logged("node", run_simulated_nodes(client, names=[node_name], stop=stop))
     if settings.simulated_nodes > 0:
         from .kubelet.agent import run_simulated_nodes
         from .kubelet.simulated import SimulatedConfig

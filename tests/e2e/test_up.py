@@ -40,7 +40,8 @@ spec:
 def up(tmp_path_factory):
     base = tmp_path_factory.mktemp("up")
     c = Cluster(data_dir=str(base / "data"), port=free_port(), cache_dir=str(base / "cache"), command="up",
-                extra_args=["--cluster-dns-port", "0", "--ingress-http-port", "0", "--ingress-https-port", "0"])
+                extra_args=["--node-runtime", "simulated", "--cluster-dns-port", "0", "--ingress-http-port", "0",
+                            "--ingress-https-port", "0"])
     c.start()
     yield c
     c.stop()

@@ -71,8 +71,13 @@ def _prepare_data_dir(path: str) -> None:
 
 
 def _advertise_address(bind: str) -> str:
-    """The address the `kubernetes` Service's endpoint points at: a routable address of this host."""
-    if bind not in ("0.0.0.0", "::", "127.0.0.1", "localhost", "::1"):
+    """The `kubernetes` Service's endpoint: where pods reach the API server through the proxy. A loopback
+    bind stays loopback (the proxy's DNAT reaches it with route_localnet), never widening exposure."""
+    if bind in ("127.0.0.1", "localhost"):
+        return "127.0.0.1"
+    if bind == "::1":
+        return "::1"
+    if bind not in ("0.0.0.0", "::"):
         return bind
     with contextlib.suppress(OSError):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
