@@ -181,8 +181,13 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
                                      ingress="ingress" not in disabled, listen_host=listen,
                                      dns_port=args.cluster_dns_port, ingress_http_port=args.ingress_http_port,
                                      ingress_https_port=args.ingress_https_port)
-        components = await start_components(config.data_dir, server.url, settings)
-        running = ", ".join(components.tasks) or "nothing else"
+        if args.single_process or (os.cpu_count() or 1) < 2:
+            components = await start_components(config.data_dir, server.url, settings)
+            running = ", ".join(components.tasks) or "nothing else"
+        else:
+            # a second process for the control loops and nodes, so the API server keeps a core of its own
+            components = await _ComponentsProcess.start(config.data_dir, server.url, settings)
+            running = "controllers, scheduler, nodes and add-ons in process " + str(components.pid)
         print(f"kubelite {what}: running {running}", file=sys.stderr)
         if settings.simulated_nodes:
             print(f"kubelite {what}: {settings.simulated_nodes} extra simulated node(s): pods run through their "
@@ -196,6 +201,49 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
     if components is not None:
         await components.shutdown()
     await server.stop()
+    return 0
+
+
+class _ComponentsProcess:
+    """`kubelite up`'s components in a child process (`kubelite components`), stopped with SIGTERM."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+
+    @classmethod
+    async def start(cls, data_dir: str, server_url: str, settings) -> _ComponentsProcess:
+        import dataclasses
+        import json
+
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "kubelite.cli", "components", "--data-dir", data_dir, "--server", server_url,
+            "--settings", json.dumps(dataclasses.asdict(settings)))
+        return cls(proc)
+
+    async def shutdown(self, timeout: float = 15.0) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+async def _components_main(args: argparse.Namespace) -> int:
+    import json
+
+    from .launcher import ComponentSettings, start_components
+
+    settings = ComponentSettings(**json.loads(args.settings))
+    components = await start_components(args.data_dir, args.server, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await components.shutdown()
     return 0
 
 
@@ -321,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra simulated nodes next to the local one (like kwok: pods go through their states "
                          "without processes; default: 0)")
     up.add_argument("--disable-scheduler", action="store_true", help="do not run the scheduler")
+    up.add_argument("--single-process", action="store_true",
+                    help="run the controllers, scheduler and nodes in the API server's process (less memory, "
+                         "one core); by default they get a process of their own")
     up.add_argument("--disable-controller-manager", action="store_true", help="do not run the controllers")
     up.add_argument("--disable", default="", metavar="LIST",
                     help="built-in add-ons not to run, comma-separated: dns, servicelb, ingress")
@@ -368,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
     from .bootstrap.cli import add_bootstrap_parsers
 
     add_bootstrap_parsers(sub, default_data_dir(), _add_server_flags)  # init, token, join
+    comp = sub.add_parser("components", help=argparse.SUPPRESS)  # `kubelite up`'s second process
+    comp.add_argument("--data-dir", required=True)
+    comp.add_argument("--server", required=True)
+    comp.add_argument("--settings", required=True)
     args = parser.parse_args(argv)
     if args.command in ("images", "token", "join"):
         return args.func(args)
@@ -387,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if args.command == "status":
         return _run(_status(args))
+    if args.command == "components":
+        return _run(_components_main(args))
     if args.command == "doctor":
         from .doctor import run as doctor
 

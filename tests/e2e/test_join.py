@@ -45,7 +45,7 @@ class ControlPlane:
         with open(self.stdout_path, "wb") as out, open(c.log_path, "ab") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "kubelite.cli", "init", "--data-dir", c.data_dir, "--port", str(c.port),
-                 "--apiserver-advertise-address", "127.0.0.1", "--simulated-nodes", "0",
+                 "--apiserver-advertise-address", "127.0.0.1", "--node-runtime", "none",
                  "--disable", "dns,servicelb,ingress"], stdout=out, stderr=err, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -99,8 +99,9 @@ def control_plane(tmp_path_factory):
 
 def join(cp: ControlPlane, data_dir: str, *args: str, token: str | None = None,
          ca_hash: str | None = None) -> subprocess.Popen:
+    # a simulated runtime: the joined node binds nothing (a real one would serve the kubelet API on 10250)
     cmd = [sys.executable, "-m", "kubelite.cli", "join", cp.endpoint, "--token", token or cp.token, "--data-dir",
-           data_dir, *args]
+           data_dir, "--runtime", "simulated", *args]
     if ca_hash != "":
         cmd += ["--discovery-token-ca-cert-hash", ca_hash or cp.ca_hash]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -34,8 +34,15 @@ def add_bootstrap_parsers(sub, default_data_dir: str, add_server_flags: Callable
     init.add_argument("--token", default=None, help="the bootstrap token to create (default: a random one)")
     init.add_argument("--token-ttl", default=DEFAULT_TOKEN_TTL,
                       help="lifetime of the bootstrap token, e.g. 2h; 0 never expires (default: 24h)")
-    init.add_argument("--simulated-nodes", type=int, default=1, metavar="N",
-                      help="simulated nodes to run on the control plane (default: 1)")
+    init.add_argument("--node-runtime", default="auto", choices=("auto", "runc", "simulated", "none"),
+                      help="the control plane's own node: real containers under runc, a simulated node, or none "
+                           "(default: auto: runc when this machine can, see `kubelite doctor`)")
+    init.add_argument("--node-name", default="", help="name of the control plane's node (default: the host name)")
+    init.add_argument("--kubelet-port", type=int, default=10250, help="its kubelet's HTTPS port (default: 10250)")
+    init.add_argument("--registries", default=None, metavar="FILE",
+                      help="registry mirrors, rewrites, auth and TLS in k3s's registries.yaml format")
+    init.add_argument("--simulated-nodes", type=int, default=0, metavar="N",
+                      help="extra simulated nodes next to the local one (default: 0)")
     init.add_argument("--disable-scheduler", action="store_true", help="do not run the scheduler")
     init.add_argument("--disable-controller-manager", action="store_true", help="do not run the controllers")
     init.add_argument("--disable", default="", metavar="LIST",
@@ -89,7 +96,12 @@ def add_bootstrap_parsers(sub, default_data_dir: str, add_server_flags: Callable
     join.add_argument("--node-name", default="", help="name of this node (default: the host name)")
     join.add_argument("--data-dir", default=default_data_dir,
                       help="where the node's kubeconfig is written (default: %(default)s)")
-    join.add_argument("--runtime", default="auto", help="container runtime of the agent: auto, simulated, …")
+    join.add_argument("--runtime", default="auto", choices=("auto", "runc", "crun", "simulated"),
+                      help="container runtime of this node (default: auto: runc where it works, else simulated)")
+    join.add_argument("--kubelet-address", default="0.0.0.0", help="address the kubelet API listens on (real "
+                                                                   "runtimes; default: 0.0.0.0)")
+    join.add_argument("--kubelet-port", type=int, default=10250, help="port of the kubelet API (default: 10250)")
+    join.add_argument("--registries", default=None, metavar="FILE", help="registry mirrors (k3s registries.yaml)")
     join.add_argument("--tls-bootstrap-timeout", type=float, default=300.0, metavar="SECONDS",
                       help="how long to wait for the node's CSR to be approved and signed (default: 300)")
     join.add_argument("-v", "--verbose", action="store_true", help="log internals")
@@ -274,9 +286,11 @@ Run 'kubectl get nodes' on the control-plane to see this node join the cluster.
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await run_node_agent(path, node_name, stop, args.runtime)
-    except JoinError as e:
-        print(f"kubelite join: error: {e}", file=sys.stderr, flush=True)
+        await run_node_agent(path, node_name, stop, data_dir=data_dir, runtime=args.runtime,
+                             kubelet_address=args.kubelet_address, kubelet_port=args.kubelet_port,
+                             registries=args.registries)
+    except (OSError, RuntimeError) as e:
+        print(f"kubelite join: error: the node agent stopped: {e}", file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
+import os
 import signal
+import socket
 import sys
 import time
 
@@ -21,10 +24,18 @@ from kubelite.pki.certs import spki_sha256
 
 from . import jws
 from .clusterinfo import CONFIGMAPS, publish_cluster_info
-from .join import _host_address
 from .tokens import INIT_DESCRIPTION, TokenError, create_token
 
 SIGNATURE_WAIT = 30.0
+
+
+def host_address() -> str:
+    """This host's default-route address (what kubeadm advertises when no address is given)."""
+    with contextlib.suppress(OSError):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.255.255.255", 1))  # picks the outbound interface; sends nothing
+            return s.getsockname()[0]
+    return "127.0.0.1"
 
 
 def split_endpoint(endpoint: str, default_port: int) -> tuple[str, int]:
@@ -66,14 +77,27 @@ def _prepare(args: argparse.Namespace) -> tuple[str, str]:
     if args.bind_address is None:
         args.bind_address = advertise or "0.0.0.0"
     if not advertise:
-        advertise = args.bind_address if args.bind_address not in ("0.0.0.0", "::") else _host_address()
+        advertise = args.bind_address if args.bind_address not in ("0.0.0.0", "::") else host_address()
     if args.service_cidr:
         args.service_cluster_ip_range = args.service_cidr
     sans = list(args.tls_san)
     sans.append(advertise)
     if args.control_plane_endpoint:
         sans.append(split_endpoint(args.control_plane_endpoint, args.port)[0])
-    args.tls_san = sorted(set(sans))
+    ips, names = set(), set()
+    for san in sans:
+        try:
+            ips.add(str(ipaddress.ip_address(san.strip("[]"))))
+        except ValueError:
+            names.add(san)
+    args.tls_san = sorted(ips)  # the server's --tls-san takes addresses
+    if names:
+        # DNS names (apiserver.demo) go into the serving certificate now; later starts keep the names it has
+        from kubelite.pki.ca import ensure_cluster_pki
+
+        first_ip = str(ipaddress.ip_network(args.service_cluster_ip_range, strict=False)[1])
+        ensure_cluster_pki(os.path.abspath(os.path.expanduser(args.data_dir)), hostnames=sorted(names),
+                           addresses=sorted(ips), service_ip=first_ip)
     return args.bind_address, advertise
 
 
@@ -128,9 +152,12 @@ async def run_init(args: argparse.Namespace) -> int:
     if args.pod_cidr:
         overrides["extra"] = {"node-ipam-controller": {"cluster_cidr": args.pod_cidr}}
     listen = bind if bind not in ("0.0.0.0", "::") else "0.0.0.0"
-    custom_domain = args.cluster_domain != "cluster.local"
+    # DNS on a domain or Service range of its own (kubeadm's kube-dns IP: the range's 10th address)
+    custom_domain = args.cluster_domain != "cluster.local" or bool(args.service_cidr)
     settings = ComponentSettings(controllers=not args.disable_controller_manager,
                                  scheduler=not args.disable_scheduler, simulated_nodes=args.simulated_nodes,
+                                 node_runtime=args.node_runtime, node_name=args.node_name,
+                                 kubelet_port=args.kubelet_port, registries=args.registries,
                                  controller_overrides=overrides,
                                  dns="dns" not in disabled and not custom_domain,
                                  servicelb="servicelb" not in disabled, ingress="ingress" not in disabled,
@@ -138,7 +165,9 @@ async def run_init(args: argparse.Namespace) -> int:
                                  ingress_http_port=args.ingress_http_port, ingress_https_port=args.ingress_https_port)
     components = await start_components(config.data_dir, server.url, settings)
     if custom_domain and "dns" not in disabled:
-        await _start_dns(components, config.data_dir, server.url, listen, args.cluster_dns_port, args.cluster_domain)
+        dns_ip = str(ipaddress.ip_network(config.service_cluster_ip_range, strict=False)[10])
+        await _start_dns(components, config.data_dir, server.url, listen, args.cluster_dns_port, args.cluster_domain,
+                         dns_ip)
     client = ApiClient.from_kubeconfig(server.kubeconfig)
     rc = 0
     try:
@@ -168,8 +197,9 @@ async def run_init(args: argparse.Namespace) -> int:
     return rc
 
 
-async def _start_dns(components, data_dir: str, server_url: str, listen: str, port: int, domain: str) -> None:
-    """Cluster DNS for a --cluster-domain other than cluster.local (the launcher serves the default one)."""
+async def _start_dns(components, data_dir: str, server_url: str, listen: str, port: int, domain: str,
+                     service_ip: str) -> None:
+    """Cluster DNS for another --cluster-domain or --service-cidr (the launcher serves the default one)."""
     from kubelite.launcher import NETWORK_ADDONS, _client, _logged
     from kubelite.proxy.dns import DNSConfig, run_dns
 
@@ -177,7 +207,7 @@ async def _start_dns(components, data_dir: str, server_url: str, listen: str, po
     client = await loop.run_in_executor(None, _client, data_dir, server_url, "cluster-dns", NETWORK_ADDONS)
     components.clients.append(client)
     components.tasks["dns"] = _logged("dns", run_dns(client, stop=components.stop, config=DNSConfig(
-        cluster_domain=domain, listen_host=listen, port=port)))
+        cluster_domain=domain, listen_host=listen, port=port, service_ip=service_ip)))
 
 
 def parse_ttl(text: str) -> float:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import logging
 import os
 import socket
@@ -277,73 +276,13 @@ async def join(cfg: JoinConfig) -> str:
 # ------------------------------------------------------------------------------------------ the node agent
 
 
-def _host_address() -> str:
-    with contextlib.suppress(OSError):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("10.255.255.255", 1))  # picks the outbound interface; sends nothing
-            return s.getsockname()[0]
-    return "127.0.0.1"
+async def run_node_agent(kubeconfig: str, node_name: str, stop: asyncio.Event, *, data_dir: str,
+                         runtime: str = "auto", kubelet_address: str = "0.0.0.0", kubelet_port: int = 10250,
+                         registries: str | None = None) -> None:
+    """Run this node's agent (`kubelite agent`'s code path: real containers under runc where the machine can,
+    else a simulated node) with the node's own identity until `stop` is set."""
+    from kubelite.kubelet.runtime.node_agent import AgentConfig, run_agent
 
-
-async def run_node_agent(kubeconfig: str, node_name: str, stop: asyncio.Event, runtime: str = "auto") -> None:
-    """Run this node's agent until `stop` is set: the real-runtime agent (`kubelet.agent.run_agent`) when
-    kubelite has one, else a simulated node registered under `node_name` with the node's own identity."""
-    from kubelite.kubelet import agent as agent_mod
-
-    run_agent = getattr(agent_mod, "run_agent", None)
-    if run_agent is not None and runtime != "simulated":
-        config = _agent_config(agent_mod, kubeconfig, node_name, runtime)
-        if config is not None:
-            await _run_until(run_agent, config, stop)
-            return
-        log.warning("the node agent's configuration cannot be built here; running a simulated node")
-    from kubelite.kubelet.agent import SIMULATED_LABEL, SimulatedNodes
-    from kubelite.kubelet.node import NodeSpec
-
-    client = ApiClient.from_kubeconfig(kubeconfig, user_agent=f"kubelet/v1.33.1 (linux) kubelite ({node_name})")
-    spec = NodeSpec(name=node_name, internal_ip=_host_address(), labels={SIMULATED_LABEL: "true"})
-    nodes = SimulatedNodes(client, [], node_specs=[spec])
-    try:
-        await nodes.start()
-        await stop.wait()
-    finally:
-        await nodes.stop()
-        await client.close()
-
-
-def _agent_config(agent_mod, kubeconfig: str, node_name: str, runtime: str):
-    """`kubelet.agent.AgentConfig` for this node, from the fields it has; None when that is not possible."""
-    import dataclasses
-    import inspect
-
-    config_cls = getattr(agent_mod, "AgentConfig", None)
-    if config_cls is None:
-        return None
-    wanted = {"kubeconfig": kubeconfig, "node_name": node_name, "runtime": runtime}
-    try:
-        params = inspect.signature(config_cls).parameters
-        config = config_cls(**{k: v for k, v in wanted.items() if k in params})
-    except (TypeError, ValueError):
-        return None
-    if dataclasses.is_dataclass(config) and not {"kubeconfig", "node_name"} <= {f.name for f in
-                                                                                dataclasses.fields(config)}:
-        return None
-    return config
-
-
-async def _run_until(run_agent, config, stop: asyncio.Event) -> None:
-    import inspect
-
-    if "stop" in inspect.signature(run_agent).parameters:
-        await run_agent(config, stop=stop)
-        return
-    task = asyncio.ensure_future(run_agent(config))
-    waiter = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    for t in (task, waiter):
-        if not t.done():
-            t.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-    if task.done() and not task.cancelled() and task.exception() is not None:
-        raise task.exception()
+    await run_agent(AgentConfig(kubeconfig=kubeconfig, node_name=node_name, data_dir=os.path.join(data_dir, "agent"),
+                                runtime=runtime, kubelet_address=kubelet_address, kubelet_port=kubelet_port,
+                                registries=registries), stop)
