@@ -23,7 +23,10 @@ CACHED_PREFIXES = (
     "/registry/limitranges/",
     "/registry/priorityclasses/",
     "/registry/storageclasses/",
+    "/registry/resourcequotas/",  # only to answer "does this namespace have a quota?" (see ResourceQuota)
 )
+# Prefixes whose objects are written with compare-and-swap by admission: always read from the store.
+UNCACHED_READS = ("/registry/resourcequotas/",)
 
 
 class ObjectCache:
@@ -35,7 +38,13 @@ class ObjectCache:
         self.ready = False
 
     def covers(self, key: str) -> bool:
-        return self.ready and key.startswith(self.prefixes)
+        return self.ready and key.startswith(self.prefixes) and not key.startswith(UNCACHED_READS)
+
+    def any_under(self, prefix: str) -> bool | None:
+        """Whether a cached prefix holds anything (None when this cache cannot tell)."""
+        if not self.ready or not prefix.startswith(self.prefixes):
+            return None
+        return any(key.startswith(prefix) for key in self.objects)
 
     def get(self, key: str) -> dict[str, Any] | None:
         return self.objects.get(key)

@@ -176,6 +176,9 @@ class ResourceQuota:
             self.schedule(ctx, a.namespace)
         if a.op != "CREATE" or not isinstance(a.obj, dict):
             return
+        cache = getattr(ctx, "object_cache", None)
+        if cache is not None and cache.any_under(f"/registry/resourcequotas/{a.namespace}/") is False:
+            return  # no quota in this namespace: nothing to charge (the common case, read from memory)
         quotas = await _store.list_all(ctx, "", "v1", "resourcequotas", a.namespace)
         if not quotas:
             return
