@@ -177,6 +177,7 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
                                      scheduler=not args.disable_scheduler, simulated_nodes=args.simulated_nodes,
                                      node_runtime=args.node_runtime, node_name=args.node_name,
                                      kubelet_port=args.kubelet_port, registries=args.registries,
+                                     cleanup_on_exit=args.cleanup_on_exit,
                                      dns="dns" not in disabled, servicelb="servicelb" not in disabled,
                                      ingress="ingress" not in disabled, listen_host=listen,
                                      dns_port=args.cluster_dns_port, ingress_http_port=args.ingress_http_port,
@@ -365,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--kubelet-port", type=int, default=10250, help="the local kubelet's HTTPS port (default: 10250)")
     up.add_argument("--registries", default=None, metavar="FILE",
                     help="registry mirrors, rewrites, auth and TLS in k3s's registries.yaml format")
+    up.add_argument("--cleanup-on-exit", action="store_true",
+                    help="when stopping, also stop the pods' containers and remove pod networks and the "
+                         "proxy's iptables rules (by default containers keep running, as with a kubelet)")
     up.add_argument("--simulated-nodes", type=int, default=0, metavar="N",
                     help="extra simulated nodes next to the local one (like kwok: pods go through their states "
                          "without processes; default: 0)")
@@ -419,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     from .bootstrap.cli import add_bootstrap_parsers
 
     add_bootstrap_parsers(sub, default_data_dir(), _add_server_flags)  # init, token, join
-    comp = sub.add_parser("components", help=argparse.SUPPRESS)  # `kubelite up`'s second process
+    comp = sub.add_parser("components")  # `kubelite up`'s second process; no help: not listed
     comp.add_argument("--data-dir", required=True)
     comp.add_argument("--server", required=True)
     comp.add_argument("--settings", required=True)

@@ -41,6 +41,7 @@ class ComponentSettings:
     kubelet_port: int = 10250
     registries: str | None = None  # k3s registries.yaml for the local node
     proxy: bool = True  # kube-proxy (iptables) next to a real node
+    cleanup_on_exit: bool = False  # stop the node's containers, remove pod networks and the proxy's rules
     dns: bool = True
     servicelb: bool = True
     ingress: bool = True
@@ -103,6 +104,20 @@ def _logged(name: str, coro) -> asyncio.Task:
     return asyncio.create_task(run(), name=name)
 
 
+async def _run_node(config, stop: asyncio.Event, cleanup: bool) -> None:
+    """A real node until `stop`; with `cleanup` its pods, their networks and the bridge go with it."""
+    from .kubelet.runtime.node_agent import start_agent
+
+    agent = await start_agent(config)
+    try:
+        await stop.wait()
+    finally:
+        await agent.stop(stop_containers=cleanup)
+        network = getattr(agent.runtime, "network", None)
+        if cleanup and network is not None:
+            await network.cleanup_node()
+
+
 async def start_components(data_dir: str, server_url: str, settings: ComponentSettings) -> Components:
     stop = asyncio.Event()
     tasks: dict[str, asyncio.Task] = {}
@@ -135,21 +150,23 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
             print(f"kubelite: no real containers here (missing: {', '.join(missing)}): node {node_name} is "
                   f"simulated. `kubelite doctor --fix` installs what is missing.", file=sys.stderr)
     if kind == "runc":
-        from .kubelet.runtime.node_agent import AgentConfig, run_agent
+        from .kubelet.runtime.node_agent import AgentConfig
         from .pki.components import node_identity
 
         cn, orgs = node_identity(node_name)
         path = await loop.run_in_executor(None, lambda: write_component_kubeconfig(
             data_dir, "kubelet", cn, list(orgs), server=server_url))
         agent = AgentConfig(kubeconfig=path, node_name=node_name, data_dir=os.path.join(data_dir, "agent"),
-                            runtime="runc", kubelet_port=settings.kubelet_port, registries=settings.registries)
-        tasks["kubelet"] = _logged("kubelet", run_agent(agent, stop))
+                            runtime="runc", kubelet_port=settings.kubelet_port, registries=settings.registries,
+                            stop_containers_on_exit=settings.cleanup_on_exit)
+        tasks["kubelet"] = _logged("kubelet", _run_node(agent, stop, settings.cleanup_on_exit))
         if settings.proxy:
             from .proxy import ProxyConfig, run_proxy
 
             client = await loop.run_in_executor(None, _client, data_dir, server_url, "kube-proxy", NETWORK_ADDONS)
             clients.append(client)
-            tasks["proxy"] = _logged("proxy", run_proxy(client, stop=stop, config=ProxyConfig(node_name=node_name)))
+            tasks["proxy"] = _logged("proxy", run_proxy(client, stop=stop, config=ProxyConfig(
+                node_name=node_name, cleanup_on_exit=settings.cleanup_on_exit)))
     elif kind == "simulated":
         from .kubelet.agent import run_simulated_nodes
 

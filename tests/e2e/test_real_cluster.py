@@ -1,0 +1,209 @@
+"""`kubelite up` with a real runc node, kube-proxy, cluster DNS and ingress, driven through tutorial.md C.1,
+C.2, C.6, C.7, C.8 and C.10 with real traffic. Needs root and the packages .ci/run installs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+
+from kubectl_output import rows
+from kubelite_cluster import KUBECTL, Cluster, free_port
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "images"))
+
+NEEDED = ("runc", "conmon", "docker-registry", "iptables", "conntrack")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="real containers need root (runc, network namespaces, iptables)"),
+    pytest.mark.skipif(any(shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}") for b in NEEDED)
+                       or not os.path.exists("/usr/lib/cni/bridge"),
+                       reason=f"needs {', '.join(NEEDED)} and containernetworking-plugins"),
+]
+
+NGINX = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: nginx-deployment
+  labels:
+    app: nginx
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: nginx
+  template:
+    metadata:
+      labels:
+        app: nginx
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:latest
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: nginx
+spec:
+  type: NodePort
+  selector:
+    app: nginx
+  ports:
+  - port: 8068
+    targetPort: 80
+    nodePort: 30068
+"""
+
+
+def iptables_chains() -> set[str]:
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
+    return {line.split()[0][1:] for line in out.splitlines() if line.startswith(":KUBE-")}
+
+
+@pytest.fixture(scope="module")
+def real():
+    import asyncio
+
+    from build_test_image import LocalRegistry, push_standard_images
+
+    base = tempfile.mkdtemp(prefix="kubelite-up-real-")
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        ip_forward = f.read()
+    with open("/proc/sys/net/ipv4/conf/all/route_localnet") as f:
+        route_localnet = f.read()
+    before_chains = iptables_chains()
+    registry = LocalRegistry().start()
+    cluster = None
+    try:
+        asyncio.run(push_standard_images(registry.host))
+        regfile = f"{base}/registries.yaml"
+        with open(regfile, "w") as f:
+            f.write(f"mirrors:\n  docker.io:\n    endpoint:\n      - http://{registry.host}\n")
+        cluster = Cluster(data_dir=f"{base}/data", port=free_port(), cache_dir=f"{base}/cache", command="up",
+                          extra_args=["--node-runtime", "runc", "--node-name", "real-up", "--registries", regfile,
+                                      "--kubelet-port", str(free_port()), "--cluster-dns-port", "0",
+                                      "--ingress-http-port", str(free_port()), "--ingress-https-port", "0",
+                                      "--cleanup-on-exit"])
+        cluster.start(timeout=60)
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        registry.stop()
+        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write(ip_forward)
+        with open("/proc/sys/net/ipv4/conf/all/route_localnet", "w") as f:
+            f.write(route_localnet)
+        shutil.rmtree(base, ignore_errors=True)
+    # everything the cluster created on the host is gone
+    assert iptables_chains() <= before_chains, iptables_chains() - before_chains
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    assert "kubelite0" not in links
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "kubelite" not in netns
+
+
+def wait_for(fn, timeout=60.0, interval=0.5):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"not met in {timeout}s; last: {last!r}")
+
+
+def http_get(url: str, headers: dict | None = None) -> str:
+    req = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return r.read().decode()
+
+
+def test_node_is_real_and_ready(real):
+    out = wait_for(lambda: real.kubectl("get", "nodes", "-o", "wide").stdout
+                   if " Ready " in real.kubectl("get", "nodes", "-o", "wide").stdout else None)
+    assert "runc://" in out
+
+
+def test_c2_c8_deployment_and_nodeport_service(real, tmp_path):
+    path = tmp_path / "nginx.yaml"
+    path.write_text(NGINX)
+    out = real.kubectl("apply", "-f", str(path), check=True).stdout
+    assert "deployment.apps/nginx-deployment created" in out and "service/nginx created" in out
+    real.kubectl("rollout", "status", "deployment/nginx-deployment", "--timeout=90s", check=True)
+    pods = rows(real.kubectl("get", "pods", "-l", "app=nginx", "-o", "wide", check=True).stdout)
+    assert pods[0][1:3] == ["1/1", "Running"] and re.fullmatch(r"10\.244\.\d+\.\d+", pods[0][5])
+    # NodePort on the node's loopback, and the cluster IP, both reach the container
+    wait_for(lambda: "hello from kubelite httpd" in http_get("http://127.0.0.1:30068/"), timeout=30)
+    svc = json.loads(real.kubectl("get", "svc", "nginx", "-o", "json", check=True).stdout)
+    assert "hello from kubelite httpd" in http_get(f"http://{svc['spec']['clusterIP']}:8068/")
+    # from inside a pod: the service by its DNS name resolves to the cluster IP (C.8 inside the cluster)
+    pod = pods[0][0]
+    out = real.kubectl("exec", pod, "--", "nslookup", "nginx.default.svc.cluster.local", check=True).stdout
+    assert svc["spec"]["clusterIP"] in out
+    r = real.kubectl("exec", pod, "--", "sh", "-c", "exit 3")
+    assert r.returncode == 3
+
+
+def test_c1_c7_run_and_expose(real):
+    real.kubectl("run", "hello", "--image=httpd", "--port=80", check=True)
+    real.kubectl("wait", "--for=condition=Ready", "pod/hello", "--timeout=60s", check=True)
+    out = real.kubectl("expose", "po", "hello", "--port=80", "--target-port=80", "--type=NodePort",
+                       "--name", "hello-http", check=True).stdout
+    assert out.strip() == "service/hello-http exposed"
+    port = real.kubectl("get", "svc", "hello-http", "-o", "jsonpath={.spec.ports[0].nodePort}", check=True).stdout
+    wait_for(lambda: "hello from kubelite httpd" in http_get(f"http://127.0.0.1:{port}/"), timeout=30)
+    logs = real.kubectl("logs", "hello", check=True).stdout
+    assert "GET" in logs or logs == ""  # busybox httpd -v logs requests
+
+
+def test_c6_port_forward(real):
+    port = free_port()
+    proc = subprocess.Popen([KUBECTL, "--kubeconfig", real.kubeconfig, "--cache-dir", real.cache_dir,
+                             "port-forward", "pod/hello", f"{port}:80"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().startswith(f"Forwarding from 127.0.0.1:{port} -> 80")
+        assert "hello from kubelite httpd" in wait_for(lambda: http_get(f"http://127.0.0.1:{port}/"), timeout=15)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_c10_ingress_routes_by_host(real, tmp_path):
+    ingress = tmp_path / "ing.yaml"
+    ingress.write_text("""apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: two-hosts
+spec:
+  rules:
+  - host: nginx.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {service: {name: nginx, port: {number: 8068}}}
+  - host: hello.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {service: {name: hello-http, port: {number: 80}}}
+""")
+    real.kubectl("apply", "-f", str(ingress), check=True)
+    args = real.extra_args
+    http_port = args[args.index("--ingress-http-port") + 1]
+    for host in ("nginx.example.com", "hello.example.com"):
+        body = wait_for(lambda h=host: http_get(f"http://127.0.0.1:{http_port}/", {"Host": h}), timeout=30)
+        assert "hello from kubelite httpd" in body
