@@ -34,8 +34,12 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
                    help="port range of NodePort Services (default: %(default)s)")
     p.add_argument("--token-auth-file", default=None,
                    help="static bearer tokens, upstream's CSV format: token,user,uid,\"group1,group2\"")
-    p.add_argument("--anonymous-auth", default="true", choices=("true", "false"),
-                   help="let requests without credentials in as system:anonymous (default: true)")
+    p.add_argument("--anonymous-auth", default=None, choices=("true", "false"),
+                   help="let requests without credentials in as system:anonymous (default: true; "
+                        "false with --profile hardened)")
+    p.add_argument("--profile", default="default", choices=("default", "hardened"),
+                   help="hardened refuses AlwaysAllow, anonymous auth and --token-auth-file, as the CIS "
+                        "benchmark asks (default: %(default)s)")
     p.add_argument("--service-account-issuer", action="append", default=[],
                    help="issuer of ServiceAccount tokens (repeatable; the first signs new tokens; "
                         "default: https://kubernetes.default.svc.cluster.local)")
@@ -99,6 +103,16 @@ def _admission_config(args: argparse.Namespace) -> dict:
     return {"admission_enable": enable, "admission_disable": disable, "pod_security": pod_security}
 
 
+def _check_hardened(args: argparse.Namespace, authorization_modes: list[str]) -> None:
+    # CIS 1.2.1 (anonymous auth), 1.2.2 (token file), 1.2.6-1.2.8 (authorization mode)
+    if "AlwaysAllow" in authorization_modes:
+        raise SystemExit("kubelite: error: --profile hardened: --authorization-mode must not include AlwaysAllow")
+    if args.anonymous_auth == "true":
+        raise SystemExit("kubelite: error: --profile hardened: --anonymous-auth must be false")
+    if args.token_auth_file:
+        raise SystemExit("kubelite: error: --profile hardened: --token-auth-file is not allowed")
+
+
 def _config(args: argparse.Namespace):
     from .apiserver.config import ServerConfig
 
@@ -133,6 +147,8 @@ def _config(args: argparse.Namespace):
         authorization_modes = parse_modes(args.authorization_mode)
     except ValueError as e:
         raise SystemExit(f"kubelite: error: --authorization-mode: {e}") from None
+    if args.profile == "hardened":
+        _check_hardened(args, authorization_modes)
     if "AlwaysAllow" in authorization_modes:
         print("*" * 78 + "\nWARNING: --authorization-mode includes AlwaysAllow: every request, anonymous ones "
               "included,\nis allowed to do anything. Use this only in a throw-away lab.\n" + "*" * 78,
@@ -142,7 +158,8 @@ def _config(args: argparse.Namespace):
         data_dir=os.path.abspath(os.path.expanduser(args.data_dir)), bind_address=args.bind_address,
         port=args.port, kubernetes_version=version, service_cluster_ip_range=args.service_cluster_ip_range,
         service_node_port_range=(low, high), token_auth_file=args.token_auth_file,
-        anonymous_auth=args.anonymous_auth == "true", extra_sans=list(args.tls_san),
+        anonymous_auth=(args.anonymous_auth or ("false" if args.profile == "hardened" else "true")) == "true",
+        extra_sans=list(args.tls_san),
         write_kubeconfig=write_kubeconfig, compaction_interval=args.etcd_compaction_interval, **authn,
         **_admission_config(args), **_security_files_config(args))
 

@@ -148,7 +148,7 @@ def test_c2_c8_deployment_and_nodeport_service(real, tmp_path):
     path.write_text(NGINX)
     out = real.kubectl("apply", "-f", str(path), check=True).stdout
     assert "deployment.apps/nginx-deployment created" in out and "service/nginx created" in out
-    real.kubectl("rollout", "status", "deployment/nginx-deployment", "--timeout=90s", check=True)
+    real.kubectl("rollout", "status", "deployment/nginx-deployment", "--timeout=90s", check=True, timeout=120)
     pods = rows(real.kubectl("get", "pods", "-l", "app=nginx", "-o", "wide", check=True).stdout)
     assert pods[0][1:3] == ["1/1", "Running"] and re.fullmatch(r"10\.244\.\d+\.\d+", pods[0][5])
     # NodePort on the node's loopback, and the cluster IP, both reach the container
@@ -166,7 +166,7 @@ def test_c2_c8_deployment_and_nodeport_service(real, tmp_path):
 
 def test_c1_c7_run_and_expose(real):
     real.kubectl("run", "hello", "--image=httpd", "--port=80", check=True)
-    real.kubectl("wait", "--for=condition=Ready", "pod/hello", "--timeout=60s", check=True)
+    real.kubectl("wait", "--for=condition=Ready", "pod/hello", "--timeout=90s", check=True, timeout=120)
     out = real.kubectl("expose", "po", "hello", "--port=80", "--target-port=80", "--type=NodePort",
                        "--name", "hello-http", check=True).stdout
     assert out.strip() == "service/hello-http exposed"

@@ -248,6 +248,12 @@ def check_fields(rt: ResourceType, obj: dict[str, Any], mode: str | None = "Warn
     definition = schemas.definitions().get(rt.schema_name)
     if definition is None:
         return []
+    if _clean(definition, obj):
+        # nothing to drop or report (the common case): the walk below only rebuilds what we already have
+        problems = [f'duplicate field "{d}"' for d in duplicates or ()]
+        if problems and directive == "Strict":
+            raise bad_request(prefix + "strict decoding error: " + ", ".join(problems))
+        return problems if directive == "Warn" else []
     walker = _Walker(drop=True)
     try:
         cleaned = walker.struct(obj, definition, "", rt.schema_name.rsplit(".", 1)[-1], [], top=True)
@@ -263,10 +269,153 @@ def check_fields(rt: ResourceType, obj: dict[str, Any], mode: str | None = "Warn
     return problems if directive == "Warn" else []
 
 
+# ---------------------------------------------------------------- the fast path
+#
+# Schemas compiled once into predicates answering "would the walker find nothing to report or drop?".
+# They build no paths and no copies; any doubt (unknown field, wrong type, bad base64) sends the request
+# to the walker above, which produces the exact error or drops the fields.
+
+_Check = Any  # Callable[[Any], bool]
+_compiled: dict[int, tuple[dict[str, Any], _Check]] = {}
+_compiled_top: dict[int, tuple[dict[str, Any], _Check]] = {}
+_STRING_SCHEMA = {"type": "string"}
+
+
+def _ok(value: Any) -> bool:
+    return True
+
+
+def _clean(definition: dict[str, Any], obj: dict[str, Any]) -> bool:
+    hit = _compiled_top.get(id(definition))
+    if hit is None:
+        hit = _compiled_top[id(definition)] = (definition, _compile_struct(definition, top=True))
+    return hit[1](obj)
+
+
+def _checker(schema: dict[str, Any]) -> _Check:
+    hit = _compiled.get(id(schema))
+    if hit is None:
+        # placeholder first: a recursive definition finds itself while being compiled
+        cell: list[_Check] = []
+        _compiled[id(schema)] = (schema, lambda v: cell[0](v))
+        check = _compile_value(schema)
+        cell.append(check)
+        _compiled[id(schema)] = (schema, check)
+        return check
+    return hit[1]
+
+
+def _compile_value(schema: dict[str, Any]) -> _Check:
+    name = _ref(schema)
+    if name is not None:
+        if name in _FREE_FORM:
+            return _ok
+        if name == INT_OR_STRING:
+            return lambda v: v is None or (isinstance(v, int | str) and not isinstance(v, bool))
+
+        if name == QUANTITY:
+            def quantity(v: Any) -> bool:
+                if v is None:
+                    return True
+                if isinstance(v, bool) or not isinstance(v, int | float | str):
+                    return False
+                return not isinstance(v, str) or _QUANTITY_RX.match(v.strip()) is not None
+            return quantity
+        definition = schemas.definitions()[name]
+        if "properties" in definition or "object" in schemas.types_of(definition):
+            inner = _checker_struct(definition)
+            return lambda v: v is None or (isinstance(v, dict) and inner(v))
+        return _checker(definition)
+    types = schemas.types_of(schema)
+    if schema.get("x-kubernetes-preserve-unknown-fields") or not types:
+        return _ok
+    if "array" in types:
+        item = _checker(schema.get("items", {}))
+        if item is _ok:
+            return lambda v: v is None or isinstance(v, list)
+        return lambda v: v is None or (isinstance(v, list) and all(item(x) for x in v))
+    if "object" in types:
+        if "properties" in schema:
+            inner = _compile_struct(schema, top=False)
+            return lambda v: v is None or (isinstance(v, dict) and inner(v))
+        sub = schema.get("additionalProperties")
+        if not isinstance(sub, dict):
+            return lambda v: v is None or isinstance(v, dict)
+        each = _checker(sub)
+        return lambda v: v is None or (isinstance(v, dict) and all(each(x) for x in v.values()))
+    if "string" in types:
+        if schema.get("format") == "byte":
+            def byte_string(v: Any) -> bool:
+                if v is None:
+                    return True
+                if not isinstance(v, str):
+                    return False
+                try:
+                    _check_base64(v)
+                except _TypeError:
+                    return False
+                return True
+            return byte_string
+        return lambda v: v is None or isinstance(v, str)
+    if "integer" in types:
+        lo, hi = _RANGES.get(schema.get("format") or "int64", _RANGES["int64"])
+        return lambda v: v is None or (type(v) is int and lo <= v <= hi) or (
+            isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi)
+    if "number" in types:
+        return lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+    if "boolean" in types:
+        return lambda v: v is None or isinstance(v, bool)
+    return _ok
+
+
+def _checker_struct(definition: dict[str, Any]) -> _Check:
+    key = ("struct", id(definition))
+    hit = _compiled.get(key)  # type: ignore[call-overload]
+    if hit is None:
+        cell: list[_Check] = []
+        _compiled[key] = (definition, lambda v: cell[0](v))  # type: ignore[index]
+        check = _compile_struct(definition, top=False)
+        cell.append(check)
+        _compiled[key] = (definition, check)  # type: ignore[index]
+        return check
+    return hit[1]
+
+
+def _compile_struct(schema: dict[str, Any], top: bool) -> _Check:
+    props: dict[str, Any] = schema.get("properties") or {}
+    checks: dict[str, _Check] = {k: _checker(v) for k, v in props.items()}
+    if top:
+        for k in ("apiVersion", "kind"):
+            checks.setdefault(k, _checker(_STRING_SCHEMA))
+    additional = schema.get("additionalProperties")
+    open_ended = bool(schema.get("x-kubernetes-preserve-unknown-fields")) or (
+        not props and (isinstance(additional, dict | bool) or "additionalProperties" not in schema))
+
+    def struct(obj: dict[str, Any]) -> bool:
+        for key, val in obj.items():
+            check = checks.get(key)
+            if check is None:
+                if open_ended:
+                    continue
+                return False
+            if check is not _ok and not check(val):
+                return False
+        return True
+
+    return struct
+
+
 def find_duplicate_fields(raw: bytes | str) -> list[str]:
     """Paths of object keys that appear more than once in a JSON document, as sigs.k8s.io/json names them."""
     import json
 
+    try:
+        json.loads(raw, object_pairs_hook=_dict_without_duplicates)
+        return []  # the usual case, found without building paths
+    except _Duplicate:
+        pass
+    except (ValueError, RecursionError):
+        return []
     dups: list[str] = []
 
     def pairs(items: list[tuple[str, Any]]) -> _Pairs:
@@ -292,6 +441,17 @@ def find_duplicate_fields(raw: bytes | str) -> list[str]:
 
     walk(tree, "")
     return dups
+
+
+class _Duplicate(Exception):
+    pass
+
+
+def _dict_without_duplicates(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(items)
+    if len(d) != len(items):
+        raise _Duplicate
+    return d
 
 
 class _Pairs:

@@ -16,7 +16,7 @@ from ..api import (
     printers_more,  # noqa: F401  (registers the printers of the stored-only kinds)
 )
 from ..api.resources import ResourceType
-from . import audit, certificates, crds, legacy_core, patching, rest, watch
+from . import audit, certificates, crds, legacy_core, metrics_api, patching, rest, watch
 from .authn import Authentication
 from .authz import forbidden_for, set_current_user
 from .context import ApiContext
@@ -63,6 +63,7 @@ class Dispatcher:
         auditor = self.auditor
         try:
             info = parse(request.method, request.raw_path, request.query)
+            await metrics_api.refresh(self.ctx)  # the metrics group appears once a real node registers
             try:
                 user = await self.authentication.authenticate(request)
             except errors.ApiError:
@@ -179,6 +180,8 @@ class Dispatcher:
             raise _not_found()
         check_acceptable(request.headers.get("Accept", ""))
         verb = info.verb
+        if rt.group == metrics_api.GROUP:  # computed from the kubelets, never stored
+            return await metrics_api.handle(ctx, request, info, rt)
         if info.subresource:
             return await self.subresource(request, info, rt)
         if verb not in rt.verbs:

@@ -127,6 +127,8 @@ async def watch(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Re
             obj = tables.to_table_event(rt, obj, include_object=include)
         return orjson.dumps({"type": kind, "object": obj}) + b"\n"
 
+    # every event to this watcher as stored: its bytes go out as they are, never decoded or re-encoded
+    raw = match is None and not as_table and rt.extra.get("convert_out") is None
     pump_task = asyncio.create_task(pump())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -169,7 +171,7 @@ async def watch(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Re
                 batch.append(extra)
             for event in batch:
                 last_rev = event.revision
-                line = _event_line(event, match, cache, encode)
+                line = _raw_event_line(event) if raw else _event_line(event, match, cache, encode)
                 if line:
                     lines.append(line)
             if lines:
@@ -187,6 +189,16 @@ async def watch(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Re
     with contextlib.suppress(Exception):
         await response.write_eof()
     return response
+
+
+def _raw_event_line(event: Event) -> bytes | None:
+    if event.type == "DELETE":
+        if event.prev_value is None:
+            return None
+        kind, value = b"DELETED", event.prev_value
+    else:
+        kind, value = (b"ADDED" if event.prev_value is None else b"MODIFIED"), event.value
+    return b'{"type":"' + kind + b'","object":' + codec.with_revision(value, event.revision) + b"}\n"
 
 
 def _event_line(event: Event, match, cache: DecodeCache, encode) -> bytes | None:

@@ -24,6 +24,7 @@ from ..api.resources import Registry
 from ..client import ApiClient, ClientError
 from ..pki.tls import peer_identity
 from . import streaming
+from .stats import StatsProvider, boot_time
 
 log = logging.getLogger("kubelite.kubelet.server")
 
@@ -37,8 +38,13 @@ _VERBS = {"GET": "get", "HEAD": "get", "POST": "create", "PUT": "update", "PATCH
 
 def subresource_for(path: str) -> str:
     first = path.strip("/").split("/", 1)[0]
-    return {"stats": "stats", "metrics": "metrics", "logs": "log", "spec": "spec", "checkpoint": "checkpoint"}.get(
+    return {"stats": "stats", "metrics": "metrics", "logs": "log", "spec": "spec", "checkpoint": "checkpoint",
+            "pods": "pods", "runningpods": "pods", "healthz": "healthz", "configz": "configz"}.get(
         first, "proxy")
+
+
+# KubeletFineGrainedAuthz (beta, on by default in 1.33): these subresources fall back to nodes/proxy when denied
+_FALLS_BACK_TO_PROXY = frozenset({"pods", "healthz", "configz"})
 
 
 @dataclass
@@ -53,12 +59,14 @@ class KubeletServer:
     anonymous: bool = False
     _runner: web.AppRunner | None = None
     port: int = 0
+    stats: StatsProvider = field(default_factory=StatsProvider)
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
         r = app.router
         r.add_get("/healthz", self.healthz)
         r.add_get("/pods", self.pods)
+        r.add_get("/stats/summary", self.stats_summary)
         for prefix, handler in (("/containerLogs", self.logs), ("/exec", self.exec_), ("/attach", self.attach),
                                 ("/run", self.run)):
             r.add_route("*", prefix + "/{namespace}/{pod}/{container}", handler)
@@ -92,6 +100,9 @@ class KubeletServer:
         verb = _VERBS.get(request.method, "get")
         sub = subresource_for(request.path)
         allowed, reason = await self._authorize(user, verb, sub)
+        if not allowed and sub in _FALLS_BACK_TO_PROXY:
+            sub = "proxy"
+            allowed, reason = await self._authorize(user, verb, sub)
         if not allowed:
             name = user.get("username", "")
             return web.Response(status=403, text=f"Forbidden (user={name}, verb={verb}, resource=nodes, "
@@ -151,6 +162,10 @@ class KubeletServer:
     async def pods(self, request: web.Request) -> web.StreamResponse:
         items = [p.spec for p in self.runtime.pods.values()]
         return web.json_response({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+
+    async def stats_summary(self, request: web.Request) -> web.StreamResponse:
+        pods = list(self.runtime.pods.values())
+        return web.json_response(await self.stats.summary(self.node_name, boot_time(), pods))
 
     def _pod(self, request: web.Request) -> Any:
         m = request.match_info

@@ -12,7 +12,10 @@ CoreDNS so `kubectl cluster-info` lists it) with Endpoints and an EndpointSlice 
 
 Answers from the zone are cached as wire bytes keyed by the question (case-folded), so repeated queries skip
 parsing and building altogether; a change to a Service or its endpoints drops the answers about that Service
-(names under `<svc>.<ns>.svc`), any other change (namespaces, reverse names) drops them all.
+(names under `<svc>.<ns>.svc`), any other change (namespaces, reverse names) drops them all.  A cache miss
+for the common question — A/AAAA of a Service or endpoint name that has such records — is answered by
+`DNSHandler.fast`, which reads the header and question with struct and builds the same bytes dnslib would,
+without a task; everything else goes through dnslib.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 from dataclasses import dataclass, field
 
@@ -91,6 +95,26 @@ def _question_end(data: bytes) -> int:
             return 0
         i += 1 + length
     return 0
+
+
+_HEADER = struct.Struct("!HHHHHH")
+_QTAIL = struct.Struct("!HH")
+_ADDR_RR = struct.Struct("!HHHIH")  # name pointer, type, class, ttl, rdlength
+_QTYPE_A, _QTYPE_AAAA, _QTYPE_OPT, _CLASS_IN = 1, 28, 41, 1
+# the OPT record every EDNS answer carries: root name, type OPT, payload 1232, no extended flags
+_OPT_1232 = b"\x00" + struct.pack("!HHIH", _QTYPE_OPT, 1232, 0, 0)
+
+
+def _question_labels(data: bytes, end: int) -> list[str] | None:
+    """The labels of the question name (lower case) of a query whose question ends at `end`."""
+    labels = []
+    i = 12
+    stop = end - 5
+    while i < stop:
+        length = data[i]
+        labels.append(data[i + 1:i + 1 + length].decode("ascii", "replace").lower())
+        i += 1 + length
+    return labels
 
 
 class Forwarder:
@@ -175,6 +199,57 @@ class DNSHandler:
         self.queries += 1
         return data[:2] + hit[2:12] + data[12:qend] + hit[qend:]
 
+    def fast(self, data: bytes, tcp: bool = False) -> bytes | None:
+        """The answer to a plain A/AAAA query for a Service or endpoint name that has such records, built
+        with struct (byte for byte what `handle` builds with dnslib); None for anything else."""
+        if len(data) < 17:
+            return None
+        _id, flags, qd, an, ns, ar = _HEADER.unpack_from(data)
+        if flags & 0xF800 or qd != 1 or an or ns or ar > 1:  # a reply, or not a standard query
+            return None
+        qend = _question_end(data)
+        if not qend:
+            return None
+        qtype, qclass = _QTAIL.unpack_from(data, qend - 4)
+        if qtype not in (_QTYPE_A, _QTYPE_AAAA) or qclass != _CLASS_IN:
+            return None
+        limit = 512
+        if ar:
+            # only a bare OPT record (root name, no options) is understood here
+            if len(data) != qend + 11 or data[qend] != 0 or data[qend + 1:qend + 3] != b"\x00\x29":
+                return None
+            limit = max(512, min(int.from_bytes(data[qend + 3:qend + 5], "big"), 4096))
+        elif len(data) != qend:
+            return None
+        labels = _question_labels(data, qend)
+        zone = self.zone
+        n = len(zone.domain_labels)
+        if len(labels) <= n + 2 or labels[-n:] != zone.domain_labels:
+            return None
+        found = zone.service_addresses(labels[:-n])
+        if found is None:
+            return None
+        key, addresses = found
+        family = socket.AF_INET6 if qtype == _QTYPE_AAAA else socket.AF_INET
+        size = 16 if qtype == _QTYPE_AAAA else 4
+        rrs = [_ADDR_RR.pack(0xC00C, qtype, _CLASS_IN, zone.ttl, size) + socket.inet_pton(family, a)
+               for a in addresses if (":" in a) == (qtype == _QTYPE_AAAA)]
+        if not rrs:
+            return None  # NOERROR without records carries the SOA: the full path builds it
+        # reply flags as dnslib's reply(): the query's bits plus QR, AA and RA
+        head = _HEADER.pack(_id, flags | 0x8480, 1, len(rrs), 0, 1 if ar else 0)
+        wire = b"".join((head, data[12:qend], *rrs, _OPT_1232 if ar else b""))
+        if not tcp and len(wire) > limit:
+            return None
+        self.queries += 1
+        if self.cache_size > 0:
+            if len(self.cache) >= self.cache_size:
+                self.invalidate(None)
+            ck = (data[2:12], data[12:qend].lower(), data[qend:])
+            self.cache[ck] = wire
+            self.deps.setdefault(key, set()).add(ck)
+        return wire
+
     async def handle(self, data: bytes, tcp: bool = False) -> bytes | None:
         self.queries += 1
         try:
@@ -251,7 +326,7 @@ class _UDPServer(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr) -> None:
-        hit = self.handler.cached(data)
+        hit = self.handler.cached(data) or self.handler.fast(data)
         if hit is not None:
             self.transport.sendto(hit, addr)
             return
@@ -308,7 +383,8 @@ class DNSServer:
                     data = await asyncio.wait_for(reader.readexactly(length), 10.0)
                 except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                     return
-                wire = self.handler.cached(data) or await self.handler.handle(data, tcp=True)
+                wire = (self.handler.cached(data) or self.handler.fast(data, tcp=True)
+                        or await self.handler.handle(data, tcp=True))
                 if wire is None:
                     return
                 writer.write(struct.pack("!H", len(wire)) + wire)

@@ -58,6 +58,7 @@ class ClusterZone:
     def __init__(self, catalog: ServiceCatalog, domain: str = "cluster.local", ttl: int = 30) -> None:
         self.catalog = catalog
         self.domain = domain.strip(".").lower()
+        self.domain_labels = self.domain.split(".")
         self.ttl = ttl
         self._serial = int(time.time())
         self._serial_version = catalog.version
@@ -121,6 +122,25 @@ class ClusterZone:
         elif labels and labels[-1] == "pod":
             depends = ()
         return ZoneAnswer(reply, chase if isinstance(chase, str) else None, depends=depends)
+
+    def service_addresses(self, labels: list[str]) -> tuple[tuple[str, str], list[str]] | None:
+        """For `<svc>.<ns>.svc` and `<host>.<svc>.<ns>.svc` (labels relative to the domain): the Service's key
+        and the addresses its A/AAAA answer holds, as `answer` would give them; None for every other case
+        (names that do not exist, ExternalName, …), which only the full path answers."""
+        if len(labels) not in (3, 4) or labels[-1] != "svc":
+            return None
+        ns, name = labels[-2], labels[-3]
+        svc = self.catalog.service(ns, name)
+        if svc is None or (svc.get("spec") or {}).get("type") == "ExternalName":
+            return None
+        if len(labels) == 3:
+            addresses = self.catalog.ready_addresses(ns, name) if is_headless(svc) else cluster_ips(svc)
+        else:
+            addresses = []
+            for ep in self.catalog.ready_endpoints(ns, name):
+                if self._ep_label(ep) == labels[0] and ep.address not in addresses:
+                    addresses.append(ep.address)
+        return ((ns, name), addresses) if addresses else None
 
     def _records(self, labels: list[str], qname: DNSLabel, qtype: int, reply: DNSRecord) -> bool | str:
         """Add answers to `reply`. False: the name does not exist; True: it does; a str: CNAME target to

@@ -1,0 +1,184 @@
+"""Many simulated nodes and pods held by one `kubelite up` (issue 4 target: 1,000 nodes + 30,000 pods with a
+total RSS ≤ 2 GiB, and `kubectl get pods -A | wc -l` ≤ 3 s).
+
+    python bench/scale.py [--nodes 1000] [--pods 30000] [--per-deployment 3000] [--pods-only] [--workers 16]
+
+The pods come from Deployments of `--per-deployment` replicas (the controllers, scheduler and kubelets all
+at work), or with `--pods-only` are POSTed as bare pods (no controllers in the way: the fastest way to fill
+the cluster). The figures: seconds until every pod is Running, the RSS of `kubelite up` and of all its
+children, and how long `kubectl get pods -A | wc -l` takes (cold: a fresh kubectl cache; warm: again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+import requests  # noqa: E402
+
+from kubelite_cluster import Cluster, free_port  # noqa: E402
+
+
+def rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+def descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+                found.extend(kids)
+                todo.extend(kids)
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except FileNotFoundError:
+        return 0.0
+
+
+def session(c: Cluster) -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False
+    pki = os.path.join(c.data_dir, "pki")
+    s.verify = os.path.join(pki, "ca.crt")
+    s.cert = (os.path.join(pki, "admin.crt"), os.path.join(pki, "admin.key"))
+    return s
+
+
+def wait_nodes(s: requests.Session, url: str, count: int) -> None:
+    while True:
+        items = s.get(url + "/api/v1/nodes").json()["items"]
+        ready = [n for n in items for cond in n["status"].get("conditions", [])
+                 if cond["type"] == "Ready" and cond["status"] == "True"]
+        if len(ready) >= count:
+            return
+        time.sleep(0.5)
+
+
+def running_pods(s: requests.Session, url: str) -> int:
+    r = s.get(url + "/api/v1/pods", params={"fieldSelector": "status.phase=Running"})
+    return len(r.json()["items"])
+
+
+def create_bare_pods(c: Cluster, total: int, workers: int) -> None:
+    local = __import__("threading").local()
+
+    def one(i: int) -> None:
+        s = getattr(local, "s", None)
+        if s is None:
+            s = local.s = session(c)
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{i}", "labels": {"app": "scale"}},
+               "spec": {"containers": [{"name": "c", "image": "nginx",
+                                        "resources": {"requests": {"cpu": "1m", "memory": "1Mi"}}}]}}
+        r = s.post(c.url + "/api/v1/namespaces/default/pods", json=pod)
+        assert r.status_code == 201, r.text
+
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(total)))
+
+
+def create_deployments(s: requests.Session, url: str, total: int, per: int) -> None:
+    i = 0
+    while total > 0:
+        n = min(per, total)
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": f"scale-{i}"},
+               "spec": {"replicas": n, "selector": {"matchLabels": {"app": f"scale-{i}"}},
+                        "template": {"metadata": {"labels": {"app": f"scale-{i}"}},
+                                     "spec": {"containers": [{"name": "c", "image": "nginx",
+                                                              "resources": {"requests": {"cpu": "1m",
+                                                                                         "memory": "1Mi"}}}]}}}}
+        r = s.post(url + "/apis/apps/v1/namespaces/default/deployments", json=dep)
+        assert r.status_code == 201, r.text
+        total -= n
+        i += 1
+
+
+def kubectl_get_pods(c: Cluster, cache_dir: str) -> tuple[float, int]:
+    began = time.monotonic()
+    out = subprocess.run(["kubectl", "--kubeconfig", os.path.join(c.data_dir, "admin.kubeconfig"),
+                          "--cache-dir", cache_dir, "get", "pods", "-A"], capture_output=True, check=True)
+    lines = out.stdout.count(b"\n")  # what `| wc -l` counts
+    return time.monotonic() - began, lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--pods", type=int, default=30000)
+    parser.add_argument("--per-deployment", type=int, default=3000)
+    parser.add_argument("--pods-only", action="store_true", help="POST bare pods instead of Deployments")
+    parser.add_argument("--workers", type=int, default=16, help="concurrent POSTs with --pods-only")
+    parser.add_argument("--timeout", type=float, default=1800)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="kubelite-bench-") as tmp:
+        c = Cluster(data_dir=os.path.join(tmp, "data"), port=free_port(), cache_dir=os.path.join(tmp, "cache"),
+                    command="up", extra_args=["--node-runtime", "none", "--simulated-nodes", str(args.nodes),
+                                              "--disable", "dns,servicelb,ingress"])
+        began = time.monotonic()
+        c.start(timeout=300)
+        try:
+            s = session(c)
+            wait_nodes(s, c.url, args.nodes)
+            print(f"nodes_ready_s                {time.monotonic() - began:.2f}  ({args.nodes} nodes)", flush=True)
+            pid = c.proc.pid
+            cpu0 = {p: cpu_seconds(p) for p in [pid, *descendants(pid)]}
+            began = time.monotonic()
+            if args.pods_only:
+                create_bare_pods(c, args.pods, args.workers)
+            else:
+                create_deployments(s, c.url, args.pods, args.per_deployment)
+            print(f"  t={time.monotonic() - began:7.2f}s created", flush=True)
+            while True:
+                n = running_pods(s, c.url)
+                print(f"  t={time.monotonic() - began:7.2f}s running = {n}", flush=True)
+                if n >= args.pods:
+                    break
+                if time.monotonic() - began > args.timeout:
+                    raise SystemExit(f"only {n} pods running after {args.timeout} s")
+                time.sleep(5)
+            print(f"pods_running_s               {time.monotonic() - began:.2f}  ({args.pods} pods)", flush=True)
+            procs = [pid, *descendants(pid)]
+            for p in procs:
+                cpu = cpu_seconds(p) - cpu0.get(p, 0.0)
+                print(f"  pid {p}: rss {rss_mib(p):8.1f} MiB, cpu {cpu:8.1f} s", flush=True)
+            total = sum(rss_mib(p) for p in procs)
+            print(f"total_rss_mib                {total:.1f}  (target <= 2048: {'ok' if total <= 2048 else 'MISSED'})",
+                  flush=True)
+            cache = os.path.join(tmp, "kubectl-cache")
+            for label in ("cold", "warm"):
+                took, lines = kubectl_get_pods(c, cache)
+                verdict = "ok" if took <= 3.0 else "MISSED"
+                print(f"kubectl_get_pods_A_{label}_s    {took:.2f}  ({lines} lines; target <= 3 s: {verdict})",
+                      flush=True)
+        finally:
+            c.stop()
+
+
+if __name__ == "__main__":
+    main()
