@@ -157,7 +157,12 @@ class SimulatedNodes:
             n.next_status = now + self.cfg.node_status_report_seconds
 
         await asyncio.gather(*(register(n) for n in self.nodes.values()))
-        self.runtime.attach(self.queue.add, lambda node: self._pool(self.nodes[node]).cidr)
+        self._started_at = time.monotonic()
+        if getattr(self.runtime, "needs_node_cidr", False):
+            # a real pod network must use the node's own range: wait for it rather than guess
+            self.runtime.attach(self.queue.add, self._node_cidr)
+        else:
+            self.runtime.attach(self.queue.add, lambda node: self._pool(self.nodes[node]).cidr)
         self.pod_informer.add_handler(self._on_add, self._on_update, self._on_delete)
         self.node_informer.add_handler(None, self._on_node_update, None)
         self.factory.start()
@@ -236,6 +241,15 @@ class SimulatedNodes:
                     self.queue.add(key)
 
     # -- pods -------------------------------------------------------------------------------------------
+
+    def _node_cidr(self, node: str) -> str | None:
+        obj = self.node_informer.get(None, node) or {}
+        cidr = (obj.get("spec") or {}).get("podCIDR")
+        if cidr:
+            return cidr
+        if time.monotonic() - self._started_at < self.cfg.pod_cidr_wait_seconds:
+            return None  # the node IPAM controller usually assigns one within a second
+        return self._pool(self.nodes[node]).cidr  # no IPAM running (e.g. an API server alone): a range of our own
 
     def _pool(self, n: _Node) -> IPPool:
         obj = self.node_informer.get(None, n.name) or {}

@@ -65,6 +65,7 @@ class SimulatedConfig:
     taints: list[Obj] = field(default_factory=list)
     node_ip_cidr: str = "172.30.0.0/16"  # node i gets the (i+2)-th address
     fallback_pod_cidr: str = "10.244.0.0/16"  # per-node /24s from the top, while a node has no spec.podCIDR
+    pod_cidr_wait_seconds: float = 10.0  # real pod networks wait this long for the node's spec.podCIDR
     lease_duration_seconds: int = 40
     lease_renew_seconds: float | None = None  # default lease_duration_seconds / 4
     node_status_report_seconds: float = 300.0  # upstream nodeStatusReportFrequency (5 min)

@@ -242,7 +242,7 @@ class DNSHandler:
         if not tcp and len(wire) > limit:
             return None
         self.queries += 1
-        if self.cache_size > 0:
+        if self.cache_size > 0 and len(wire) <= limit:  # a large TCP answer must not serve UDP from the cache
             if len(self.cache) >= self.cache_size:
                 self.invalidate(None)
             ck = (data[2:12], data[12:qend].lower(), data[qend:])

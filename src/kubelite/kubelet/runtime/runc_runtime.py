@@ -92,7 +92,8 @@ class RuncRuntime:
         self.dns = dns or DNSConfig()
         self.pods: dict[str, RuncPod] = {}  # uid -> pod
         self.notify: Callable[[str], None] = lambda key: None
-        self.pod_cidr: Callable[[str], str] = lambda node: "10.244.0.0/24"
+        self.pod_cidr: Callable[[str], str | None] = lambda node: "10.244.0.0/24"
+        self.needs_node_cidr = True  # the agent hands us the node's spec.podCIDR, or None until it is set
         self._tasks: set[asyncio.Task] = set()
         for d in ("containers", "exits", "logs", "pods"):
             os.makedirs(os.path.join(data_dir, d), exist_ok=True)
@@ -181,6 +182,7 @@ class RuncPod:
         self.terminate_started: float | None = None
         self.terminated = False
         self.torn_down = False
+        self.network_wait_reported = False
         self.spec: Obj = pod
         self.lock = asyncio.Lock()
         self.next_refresh = now + 10.0
@@ -310,8 +312,17 @@ class RuncPod:
             events.append(SimEvent("Warning", "FailedMount", f"MountVolume.SetUp failed: {e}"))
             return time.time() + 2.0
         if not spec.get("hostNetwork"):
+            cidr = self.r.pod_cidr(self.node_name)
+            if not cidr:  # the node has no spec.podCIDR yet: the network is not ready, as upstream's kubelet says
+                if not self.network_wait_reported:
+                    self.network_wait_reported = True
+                    events.append(SimEvent("Warning", "NetworkNotReady",
+                                           "network is not ready: container runtime network not ready: "
+                                           "NetworkReady=false reason:NetworkPluginNotReady message:Network "
+                                           "plugin returns error: the node has no pod CIDR yet"))
+                return time.time() + 1.0
             try:
-                self.netns, self.ip = await self.r.network.setup(pod, self.r.pod_cidr(self.node_name))
+                self.netns, self.ip = await self.r.network.setup(pod, cidr)
             except (NetworkError, OSError) as e:
                 events.append(SimEvent("Warning", "FailedCreatePodSandBox",
                                        f"Failed to create pod sandbox: failed to setup network for sandbox: {e}"))
