@@ -326,7 +326,7 @@ class IngressController:
             cookie_jar=aiohttp.DummyCookieJar())
         app = web.Application(client_max_size=0)
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         if self.config.http_port is not None:
             sock = _listen(self.config.listen_host, self.config.http_port)
