@@ -15,6 +15,7 @@ from typing import Any
 
 from kubelite.api import schemas
 from kubelite.api.errors import bad_request, invalid
+from kubelite.api.gojson import json_kind as _json_kind
 from kubelite.api.resources import ResourceType
 from kubelite.api.validation_names import not_supported
 
@@ -75,18 +76,6 @@ def _ref(schema: dict[str, Any]) -> str | None:
     if name is None and len(schema.get("allOf", ())) == 1:
         name = schemas.ref_name(schema["allOf"][0])
     return name
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 class _Walker:

@@ -15,6 +15,7 @@ import orjson
 from kubelite.api.errors import ApiError, bad_request, too_large
 from kubelite.api.patch_strategic import strategic_merge_patch
 
+from .gojson import json_kind as _json_kind
 from .jsoncopy import deep_copy
 
 __all__ = ["JsonPatchFailure", "json_patch", "merge_patch", "strategic_merge_patch"]
@@ -34,21 +35,6 @@ class JsonPatchFailure(Exception):
 def _unprocessable() -> ApiError:
     # NewGenericServerResponse(422, ...) keeps its stock message and drops json-patch's reason.
     return ApiError(422, "Invalid", "the server rejected our request due to an error in our request")
-
-
-def _json_kind(value: Any) -> str:
-    """How encoding/json names a JSON value's type in UnmarshalTypeError messages."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
 
 
 def _not_an_object(result: Any) -> ApiError:

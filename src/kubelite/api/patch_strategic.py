@@ -15,6 +15,7 @@ from typing import Any
 from kubelite.api import schemas
 from kubelite.api.errors import ApiError, bad_request
 
+from .gojson import json_kind as _json_kind
 from .jsoncopy import deep_copy
 
 DIRECTIVE = "$patch"
@@ -65,18 +66,6 @@ def strategic_merge_patch(doc: dict, patch: dict, schema_name: str, version: str
 
 # ---------------------------------------------------------------------------------------------------
 # Go-compatible views of JSON values (for identity, comparisons and error texts)
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object" if isinstance(value, dict) else "null"
 
 
 def _go_type(value: Any) -> str:
