@@ -12,31 +12,21 @@ from aiohttp import web
 
 from ..api import errors
 from ..api.resources import ResourceType
-from . import rest
 from .authn import Authentication, UserInfo
 from .context import ApiContext
 from .request_info import RequestInfo
 from .responses import object_response
+from .review_bodies import read_review, review_metadata
 
 GROUP = "authentication.k8s.io"
 API_VERSION = "authentication.k8s.io/v1"
 
 
 async def _body(request: web.Request, kind: str) -> dict[str, Any]:
-    raw = await rest.bodies.read_raw(request)
-    if not raw.strip():
-        return {}
-    body = rest.bodies.decode_object(raw, rest.bodies.media_type(request))
-    if body.get("kind") not in (None, "", kind) or body.get("apiVersion") not in (None, "", API_VERSION):
-        raise errors.bad_request(f"the body of the request was in an unknown format: expected {API_VERSION}, "
-                                 f"Kind={kind}, got {body.get('apiVersion')}, Kind={body.get('kind')}")
-    return body
+    return await read_review(request, API_VERSION, kind, empty_ok=True)
 
 
-def _metadata(body: dict[str, Any]) -> dict[str, Any]:
-    meta = dict(body.get("metadata") or {}) if isinstance(body.get("metadata"), dict) else {}
-    meta["creationTimestamp"] = None
-    return meta
+_metadata = review_metadata
 
 
 class Reviews:
