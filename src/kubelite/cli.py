@@ -52,6 +52,9 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--authorization-mode", default="Node,RBAC",
                    help="ordered authorizers: Node, RBAC, AlwaysAllow, AlwaysDeny (default: Node,RBAC); "
                         "AlwaysAllow lets everyone do everything and is for a lab only")
+    p.add_argument("--kubelet-certificate-authority", default=None, metavar="FILE",
+                   help="verify kubelets' serving certificates with this CA (default: not verified, as upstream; "
+                        "`up` verifies its own node's, which it issues from the cluster CA)")
     p.add_argument("--tls-san", action="append", default=[],
                    help="extra name or address for the serving certificate (repeatable)")
     p.add_argument("--write-kubeconfig", default=None,
@@ -161,7 +164,25 @@ def _config(args: argparse.Namespace):
         anonymous_auth=(args.anonymous_auth or ("false" if args.profile == "hardened" else "true")) == "true",
         extra_sans=list(args.tls_san),
         write_kubeconfig=write_kubeconfig, compaction_interval=args.etcd_compaction_interval, **authn,
+        kubelet_certificate_authority=_kubelet_ca(args),
         **_admission_config(args), **_security_files_config(args))
+
+
+def _kubelet_ca(args: argparse.Namespace) -> str | None:
+    """--kubelet-certificate-authority; `kubelite up` with a real local node issues that kubelet's serving
+    certificate from the cluster CA, so it verifies it by default."""
+    explicit = getattr(args, "kubelet_certificate_authority", None)
+    if explicit:
+        return os.path.abspath(os.path.expanduser(explicit))
+    if getattr(args, "command", "") == "up" and getattr(args, "node_runtime", "") in ("auto", "runc"):
+        runtime = args.node_runtime
+        if runtime == "auto":
+            from .doctor import real_node_possible
+
+            runtime = "runc" if real_node_possible()[0] else "simulated"
+        if runtime == "runc":
+            return os.path.join(os.path.abspath(os.path.expanduser(args.data_dir)), "pki", "ca.crt")
+    return None
 
 
 async def _serve(args: argparse.Namespace, what: str) -> int:

@@ -104,6 +104,23 @@ def _logged(name: str, coro) -> asyncio.Task:
     return asyncio.create_task(run(), name=name)
 
 
+def kubelet_serving_cert(data_dir: str, node_name: str) -> tuple[str, str]:
+    """The local kubelet's serving certificate, from the cluster CA, so the API server verifies whom it
+    sends exec and log traffic to (--kubelet-certificate-authority)."""
+    from .pki.ca import ensure_cluster_pki, host_identity
+    from .pki.certs import write_atomic
+
+    pki = ensure_cluster_pki(data_dir)
+    names, addresses = host_identity()
+    cert, key = pki.issue_server_cert(f"system:node:{node_name}", [node_name, "localhost", *sorted(names)],
+                                      ["127.0.0.1", *sorted(str(a) for a in addresses)])
+    cert_file = os.path.join(data_dir, "pki", "kubelet-serving.crt")
+    key_file = os.path.join(data_dir, "pki", "kubelet-serving.key")
+    write_atomic(key_file, key, 0o600)
+    write_atomic(cert_file, cert, 0o644)
+    return cert_file, key_file
+
+
 async def _run_node(config, stop: asyncio.Event, cleanup: bool) -> None:
     """A real node until `stop`; with `cleanup` its pods, their networks and the bridge go with it."""
     from .kubelet.runtime.node_agent import start_agent
@@ -156,9 +173,11 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
         cn, orgs = node_identity(node_name)
         path = await loop.run_in_executor(None, lambda: write_component_kubeconfig(
             data_dir, "kubelet", cn, list(orgs), server=server_url))
+        cert_file, key_file = await loop.run_in_executor(None, kubelet_serving_cert, data_dir, node_name)
         agent = AgentConfig(kubeconfig=path, node_name=node_name, data_dir=os.path.join(data_dir, "agent"),
                             runtime="runc", kubelet_port=settings.kubelet_port, registries=settings.registries,
-                            stop_containers_on_exit=settings.cleanup_on_exit)
+                            stop_containers_on_exit=settings.cleanup_on_exit, tls_cert_file=cert_file,
+                            tls_private_key_file=key_file)
         tasks["kubelet"] = _logged("kubelet", _run_node(agent, stop, settings.cleanup_on_exit))
         if settings.proxy:
             from .proxy import ProxyConfig, run_proxy

@@ -32,6 +32,7 @@ class ServerConfig:
     extra_sans: list[str] = field(default_factory=list)
     write_kubeconfig: str | None = None
     fsync: bool = True
+    kubelet_certificate_authority: str | None = None  # verify kubelets' serving certs with this CA
     # audit (apiserver/audit.py): logging needs both the policy and the path, as upstream; "-" is stdout
     audit_policy_file: str | None = None
     audit_log_path: str | None = None

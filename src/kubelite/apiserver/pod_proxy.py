@@ -47,8 +47,15 @@ def _kubelet_ssl(ctx: ApiContext, app: web.Application) -> ssl.SSLContext:
         with open(cert_path, "wb") as f:
             f.write(cert)
     sslctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    sslctx.check_hostname = False
-    sslctx.verify_mode = ssl.CERT_NONE
+    ca_file = getattr(ctx.config, "kubelet_certificate_authority", None)
+    if ca_file:
+        # --kubelet-certificate-authority: the kubelet must prove it is the node we mean to reach
+        sslctx.load_verify_locations(cafile=ca_file)
+        sslctx.check_hostname = True
+        sslctx.verify_mode = ssl.CERT_REQUIRED
+    else:  # upstream's default: the kubelet's (self-signed) certificate is not verified
+        sslctx.check_hostname = False
+        sslctx.verify_mode = ssl.CERT_NONE
     sslctx.load_cert_chain(cert_path, key_path)
     with contextlib.suppress(RuntimeError):
         app[_SSL_KEY] = sslctx  # frozen app: recomputed per request (cheap: files exist)

@@ -397,6 +397,11 @@ def self_signed_context(node_name: str, ips: list[str], ca_pem: bytes, dir_: str
         os.chmod(key_path, 0o600)
         with open(cert_path, "wb") as f:
             f.write(cert.public_bytes(serialization.Encoding.PEM))
+    return serving_context(cert_path, key_path, ca_pem)
+
+
+def serving_context(cert_path: str, key_path: str, ca_pem: bytes) -> ssl.SSLContext:
+    """TLS for the kubelet's API (--tls-cert-file/--tls-private-key-file): client certs verified with the CA."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert_path, key_path)

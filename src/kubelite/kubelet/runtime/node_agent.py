@@ -47,6 +47,10 @@ class AgentConfig:
     backoff_max: float = 300.0
     stop_containers_on_exit: bool = False  # containers outlive the agent (re-adopted on restart), as upstream
     simulated: SimulatedConfig | None = None  # for --runtime simulated
+    # --tls-cert-file / --tls-private-key-file: a serving certificate the API server can verify
+    # (--kubelet-certificate-authority); without them the kubelet serves a self-signed one, as upstream
+    tls_cert_file: str | None = None
+    tls_private_key_file: str | None = None
 
 
 def choose_runtime(wanted: str) -> str:
@@ -133,7 +137,7 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
 
     from ..images import ImagePuller, ImageStore, RegistriesConfig, RegistryClient, RootfsManager
     from ..network import PodNetwork
-    from ..server import KubeletServer, self_signed_context
+    from ..server import KubeletServer, self_signed_context, serving_context
     from .runc import Runc, find_runtime, runtime_version
     from .runc_runtime import DNSConfig, RuncRuntime
 
@@ -150,8 +154,11 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
                           dns=DNSConfig(nameservers=list(config.cluster_dns), cluster_domain=config.cluster_domain),
                           ca_pem=ca_pem)
     server = KubeletServer(runtime, client, name)
-    port = await server.start(config.kubelet_address, config.kubelet_port,
-                              self_signed_context(name, [node_ip], ca_pem, os.path.join(config.data_dir, "pki")))
+    if config.tls_cert_file and config.tls_private_key_file:
+        tls = serving_context(config.tls_cert_file, config.tls_private_key_file, ca_pem)
+    else:
+        tls = self_signed_context(name, [node_ip], ca_pem, os.path.join(config.data_dir, "pki"))
+    port = await server.start(config.kubelet_address, config.kubelet_port, tls)
     spec = nodeapi.NodeSpec(
         name=name, internal_ip=node_ip, capacity=host_capacity(), labels=dict(config.labels),
         taints=list(config.taints), container_runtime_version=f"{kind}://{runtime_version(binary)}",
