@@ -60,6 +60,7 @@ class KubeletServer:
     _runner: web.AppRunner | None = None
     port: int = 0
     stats: StatsProvider = field(default_factory=StatsProvider)
+    streaming_idle_timeout: float = streaming.STREAMING_IDLE_TIMEOUT  # streamingConnectionIdleTimeout
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -222,7 +223,8 @@ class KubeletServer:
                                                 stderr=asyncio.subprocess.DEVNULL)
         return await streaming.serve_exec(request, spawn, tty=tty, stdin=q.get("stdin") in ("true", "1"),
                                           stdout=q.get("stdout", "true") in ("true", "1"),
-                                          stderr=q.get("stderr") in ("true", "1") and not tty, tty_spawn=tty_spawn)
+                                          stderr=q.get("stderr") in ("true", "1") and not tty, tty_spawn=tty_spawn,
+                                          idle_timeout=self.streaming_idle_timeout)
 
     async def attach(self, request: web.Request) -> web.StreamResponse:
         # attach follows the container's output (stdin is not held open by conmon here)

@@ -21,6 +21,7 @@ import os
 import socket
 import struct
 import termios
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -53,12 +54,52 @@ def failure_status(message: str) -> dict[str, Any]:
 Spawn = Callable[..., Awaitable[asyncio.subprocess.Process]]
 
 
+STREAMING_IDLE_TIMEOUT = 4 * 3600.0  # upstream's streamingConnectionIdleTimeout default
+
+
+class _IdleClosingWebSocket(web.WebSocketResponse):
+    """A websocket that notes its traffic, so a session idle for too long can be closed."""
+
+    last_activity = 0.0
+
+    async def send_bytes(self, data, compress=None) -> None:  # type: ignore[override]
+        self.last_activity = time.monotonic()
+        await super().send_bytes(data, compress=compress)
+
+    async def receive(self, timeout=None):  # type: ignore[override]
+        msg = await super().receive(timeout)
+        self.last_activity = time.monotonic()
+        return msg
+
+
+async def _close_when_idle(ws: _IdleClosingWebSocket, idle_timeout: float) -> None:
+    while not ws.closed:
+        left = ws.last_activity + idle_timeout - time.monotonic()
+        if left <= 0:
+            log.info("closing a streaming session idle for %.0f s", idle_timeout)
+            await ws.close(code=1000, message=b"idle timeout")
+            return
+        await asyncio.sleep(min(left, 5.0))
+
+
 async def serve_exec(request: web.Request, spawn: Spawn, *, tty: bool, stdin: bool, stdout: bool, stderr: bool,
-                     tty_spawn: Callable[[str], Awaitable[asyncio.subprocess.Process]] | None = None) -> web.StreamResponse:
+                     tty_spawn: Callable[[str], Awaitable[asyncio.subprocess.Process]] | None = None,
+                     idle_timeout: float = STREAMING_IDLE_TIMEOUT) -> web.StreamResponse:
     """Run a process (`spawn(stdin=, stdout=, stderr=)` or, for a tty, `tty_spawn(console_socket)`) and wire it
-    to the websocket.  Sends the exit Status on channel 3 and closes."""
-    ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, max_msg_size=0, autoping=True)
+    to the websocket.  Sends the exit Status on channel 3 and closes.  A session with no traffic for
+    `idle_timeout` seconds is closed (its stdin ends)."""
+    ws = _IdleClosingWebSocket(protocols=EXEC_PROTOCOLS, max_msg_size=0, autoping=True)
     await ws.prepare(request)
+    ws.last_activity = time.monotonic()
+    watchdog = asyncio.ensure_future(_close_when_idle(ws, idle_timeout))
+    try:
+        return await _serve_exec(ws, spawn, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr, tty_spawn=tty_spawn)
+    finally:
+        watchdog.cancel()
+
+
+async def _serve_exec(ws: web.WebSocketResponse, spawn: Spawn, *, tty: bool, stdin: bool, stdout: bool,
+                      stderr: bool, tty_spawn) -> web.StreamResponse:
     v5 = ws.ws_protocol == "v5.channel.k8s.io"
     try:
         if tty and tty_spawn is not None:
