@@ -43,6 +43,13 @@ async def ensure_objects(ctx: ApiContext, advertise_address: str) -> None:
         "spec": {"clusterIP": ctx.allocators.first_ip if ctx.allocators else None,
                  "ports": [{"name": "https", "port": API_SERVICE_PORT, "protocol": "TCP", "targetPort": port}],
                  "sessionAffinity": "None", "type": "ClusterIP"}})
+    # the default StorageClass, served by the local-path provisioner in the controller-manager (k3s ships
+    # the same add-on); created here because no controller of upstream's is allowed to create classes
+    await _ensure(ctx, "storage.k8s.io", "storageclasses", "", {
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "local-path", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "rancher.io/local-path", "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer"})
     await _ensure(ctx, "", "endpoints", "default", {
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default",
