@@ -1,5 +1,5 @@
 """`kubelite up` with a real runc node, kube-proxy, cluster DNS and ingress, driven through tutorial.md C.1,
-C.2, C.6, C.7, C.8 and C.10 with real traffic. Needs root and the packages .ci/run installs."""
+C.2, C.6, C.7, C.8, C.10 and C.13 with real traffic, and a ConfigMap update reaching a mounted file. Needs root and the packages .ci/run installs."""
 
 from __future__ import annotations
 
@@ -215,3 +215,63 @@ spec:
     for host in ("nginx.example.com", "hello.example.com"):
         body = wait_for(lambda h=host: http_get(f"http://127.0.0.1:{http_port}/", {"Host": h}), timeout=30)
         assert "hello from kubelite httpd" in body
+
+
+def test_c13_containers_share_network_and_volumes(real, tmp_path):
+    pod = tmp_path / "pair.yaml"
+    pod.write_text("""apiVersion: v1
+kind: Pod
+metadata:
+  name: pair
+spec:
+  volumes:
+  - name: shared
+    emptyDir: {}
+  containers:
+  - name: web
+    image: httpd
+    volumeMounts:
+    - {name: shared, mountPath: /var/www}
+  - name: writer
+    image: busybox
+    command: ["sh", "-c", "echo written-by-writer > /data/index.html; sleep 3600"]
+    volumeMounts:
+    - {name: shared, mountPath: /data}
+""")
+    real.kubectl("apply", "-f", str(pod), check=True)
+    real.kubectl("wait", "--for=condition=Ready", "pod/pair", "--timeout=90s", check=True, timeout=120)
+    # the second container reaches the first over the pod's own loopback, and sees the file it wrote
+    out = wait_for(lambda: real.kubectl("exec", "pair", "-c", "writer", "--", "sh", "-c",
+                                        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 80").stdout
+                   if "written-by-writer" in real.kubectl("exec", "pair", "-c", "writer", "--", "sh", "-c",
+                                                          "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 80"
+                                                          ).stdout else None, timeout=30)
+    assert "written-by-writer" in out
+    ips = {real.kubectl("exec", "pair", "-c", c, "--", "hostname", "-i").stdout.strip() for c in ("web", "writer")}
+    assert len(ips) == 1  # one network namespace, one IP
+
+
+def test_config_map_update_reaches_the_mounted_file(real, tmp_path):
+    real.kubectl("create", "configmap", "settings", "--from-literal=mode=first", check=True)
+    pod = tmp_path / "reader.yaml"
+    pod.write_text("""apiVersion: v1
+kind: Pod
+metadata:
+  name: reader
+spec:
+  volumes:
+  - name: cfg
+    configMap: {name: settings}
+  containers:
+  - name: c
+    image: busybox
+    command: ["sleep", "3600"]
+    volumeMounts:
+    - {name: cfg, mountPath: /etc/settings}
+""")
+    real.kubectl("apply", "-f", str(pod), check=True)
+    real.kubectl("wait", "--for=condition=Ready", "pod/reader", "--timeout=90s", check=True, timeout=120)
+    assert real.kubectl("exec", "reader", "--", "cat", "/etc/settings/mode", check=True).stdout == "first"
+    real.kubectl("patch", "configmap", "settings", "-p", '{"data":{"mode":"second"}}', check=True)
+    wait_for(lambda: real.kubectl("exec", "reader", "--", "cat", "/etc/settings/mode").stdout == "second",
+             timeout=60, interval=1.0)
