@@ -10,64 +10,19 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 
 import pytest
 
 from kubectl_output import rows
 from kubelite_cluster import KUBECTL, Cluster, free_port
+from real_node import http_get, iptables_chains, requirements, wait_for
+from tutorial_manifests import NGINX_DEPLOYMENT, NGINX_NODEPORT_SERVICE
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "images"))
 
-NEEDED = ("runc", "conmon", "docker-registry", "iptables", "conntrack")
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="real containers need root (runc, network namespaces, iptables)"),
-    pytest.mark.skipif(any(shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}") for b in NEEDED)
-                       or not os.path.exists("/usr/lib/cni/bridge"),
-                       reason=f"needs {', '.join(NEEDED)} and containernetworking-plugins"),
-]
+pytestmark = requirements()
 
-NGINX = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-deployment
-  labels:
-    app: nginx
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:latest
-        ports:
-        - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: nginx
-spec:
-  type: NodePort
-  selector:
-    app: nginx
-  ports:
-  - port: 8068
-    targetPort: 80
-    nodePort: 30068
-"""
-
-
-def iptables_chains() -> set[str]:
-    out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    return {line.split()[0][1:] for line in out.splitlines() if line.startswith(":KUBE-")}
+NGINX = NGINX_DEPLOYMENT + NGINX_NODEPORT_SERVICE
 
 
 @pytest.fixture(scope="module")
@@ -111,30 +66,6 @@ def real():
     assert "kubelite0" not in links
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "kubelite" not in netns
-
-
-def wait_for(fn, timeout=60.0, interval=0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except OSError as e:  # not serving yet (rules being programmed, container starting)
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"not met in {timeout}s; last: {last!r}")
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
-
-
-def http_get(url: str, headers: dict | None = None) -> str:
-    req = urllib.request.Request(url, headers=headers or {})
-    with _OPENER.open(req, timeout=5) as r:
-        return r.read().decode()
 
 
 def test_node_is_real_and_ready(real):

@@ -11,60 +11,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 
 import pytest
 
 from kubelite_cluster import Cluster, free_port
+from real_node import http_get, iptables_chains, requirements, wait_for
+from tutorial_manifests import NGINX_DEPLOYMENT, NGINX_NODEPORT_SERVICE
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "images"))
 
-NEEDED = ("runc", "conmon", "docker-registry", "iptables", "conntrack")
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="real containers need root (runc, network namespaces, iptables)"),
-    pytest.mark.skipif(any(shutil.which(b) is None and not os.path.exists(f"/usr/sbin/{b}") for b in NEEDED)
-                       or not os.path.exists("/usr/lib/cni/bridge"),
-                       reason=f"needs {', '.join(NEEDED)} and containernetworking-plugins"),
-]
+pytestmark = requirements()
 
 PAGE = "hello from kubelite httpd"
 
-NGINX = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-deployment
-  labels:
-    app: nginx
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:latest
-        ports:
-        - containerPort: 80
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: nginx
-spec:
-  type: NodePort
-  selector:
-    app: nginx
-  ports:
-  - port: 8068
-    targetPort: 80
-    nodePort: 30068
----
+NGINX = NGINX_DEPLOYMENT + NGINX_NODEPORT_SERVICE + """---
 apiVersion: v1
 kind: Pod
 metadata:
@@ -190,11 +150,6 @@ spec:
 """
 
 
-def iptables_chains() -> set[str]:
-    out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
-    return {line.split()[0][1:] for line in out.splitlines() if line.startswith(":KUBE-")}
-
-
 def host_address() -> str | None:
     """A global IPv4 address of this host (not loopback, not a bridge the cluster made)."""
     out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
@@ -282,29 +237,6 @@ def real():
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert "kubelite0" not in links
     assert "kubelite" not in netns
-
-
-def wait_for(fn, timeout=60.0, interval=0.5):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except OSError as e:  # not serving yet (rules being programmed, container starting)
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"not met in {timeout}s; last: {last!r}")
-
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
-
-
-def http_get(url: str) -> str:
-    with _OPENER.open(url, timeout=5) as r:
-        return r.read().decode()
 
 
 def nc_get(cluster: Cluster, pod: str, host: str, port: int | str, namespace: str = "default",

@@ -10,44 +10,7 @@ import json
 import re
 
 from kubectl_output import header, rows
-
-NGINX_DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-deployment
-  labels:
-    app: nginx
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:latest
-        ports:
-        - containerPort: 80
-"""
-
-NODEPORT_SERVICE = """---
-apiVersion: v1
-kind: Service
-metadata:
-  name: nginx
-spec:
-  type: NodePort
-  selector:
-    app: nginx
-  ports:
-  - port: 8068
-    targetPort: 80
-    nodePort: 30068
-"""
+from tutorial_manifests import NGINX_DEPLOYMENT, NGINX_NODEPORT_SERVICE
 
 AGE = re.compile(r"\d+[smhdy]")
 CLUSTER_IP = re.compile(r"10\.96\.\d+\.\d+|10\.\d+\.\d+\.\d+")
@@ -103,7 +66,7 @@ def test_c8_c9_deployment_and_nodeport_service_in_one_file_then_patch_to_loadbal
     dep.write_text(NGINX_DEPLOYMENT)
     assert cluster.kubectl("apply", "-f", str(dep), check=True).stdout.strip() == \
         "deployment.apps/nginx-deployment created"
-    dep.write_text(NGINX_DEPLOYMENT + NODEPORT_SERVICE)
+    dep.write_text(NGINX_DEPLOYMENT + NGINX_NODEPORT_SERVICE)
     out = cluster.kubectl("apply", "-f", str(dep), check=True).stdout.splitlines()
     assert out == ["deployment.apps/nginx-deployment unchanged", "service/nginx created"]
     out = cluster.kubectl("apply", "-f", str(dep), check=True).stdout.splitlines()

@@ -11,29 +11,7 @@ import pytest
 
 from kubectl_output import header, rows
 from kubelite_cluster import Cluster, free_port
-
-NGINX_DEPLOYMENT = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: nginx-deployment
-  labels:
-    app: nginx
-spec:
-  replicas: 1
-  selector:
-    matchLabels:
-      app: nginx
-  template:
-    metadata:
-      labels:
-        app: nginx
-    spec:
-      containers:
-      - name: nginx
-        image: nginx:latest
-        ports:
-        - containerPort: 80
-"""
+from tutorial_manifests import NGINX_DEPLOYMENT
 
 
 @pytest.fixture(scope="module")
