@@ -63,7 +63,6 @@ class Dispatcher:
         auditor = self.auditor
         try:
             info = parse(request.method, request.raw_path, request.query)
-            await metrics_api.refresh(self.ctx)  # the metrics group appears once a real node registers
             try:
                 user = await self.authentication.authenticate(request)
             except errors.ApiError:

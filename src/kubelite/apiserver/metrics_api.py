@@ -33,14 +33,13 @@ GROUP, VERSION = "metrics.k8s.io", "v1beta1"
 API_VERSION = f"{GROUP}/{VERSION}"
 _REAL_RUNTIMES = ("runc://", "crun://", "containerd://", "cri-o://")
 _CACHE_TTL = 5.0  # metrics-server's resolution is 15 s; kubectl top twice in a row reads one scrape
-_CHECK_EVERY = 5.0
 
 NODE_METRICS = ResourceType(GROUP, VERSION, "nodes", "NodeMetrics", False, "/registry/metrics.k8s.io/nodes/",
                             verbs=("get", "list"), schema_name="")
 POD_METRICS = ResourceType(GROUP, VERSION, "pods", "PodMetrics", True, "/registry/metrics.k8s.io/pods/",
                            verbs=("get", "list"), schema_name="")
 
-_state: dict[str, Any] = {"checked": 0.0, "scrape": None}
+_state: dict[str, Any] = {"scrape": None}
 
 
 async def _list(ctx: ApiContext, prefix: str) -> list[Obj]:
@@ -53,21 +52,21 @@ def _real_node(node: Obj) -> bool:
     return version.startswith(_REAL_RUNTIMES)
 
 
-async def refresh(ctx: ApiContext) -> None:
-    """Adds the group to the registry once a node with a real runtime exists (checked every few seconds)."""
+def node_written(ctx: ApiContext, node: Obj) -> None:
+    """Serve the group from the first write of a node with a real runtime on (simulated nodes have no
+    kubelet to read metrics from, as a cluster without metrics-server has no metrics API)."""
     reg = ctx.registry
-    if reg.get(GROUP, VERSION, "nodes") is not None:
-        return
-    now = time.monotonic()
-    if now - _state["checked"] < _CHECK_EVERY:
-        return
-    _state["checked"] = now
-    nodes_rt = reg.get("", "v1", "nodes")
-    if nodes_rt is None:
-        return
-    if any(_real_node(n) for n in await _list(ctx, nodes_rt.prefix())):
+    if reg.get(GROUP, VERSION, "nodes") is None and _real_node(node):
         reg.add(NODE_METRICS)
         reg.add(POD_METRICS)
+
+
+async def load(ctx: ApiContext) -> None:
+    """At start: nodes registered before a restart count too."""
+    nodes_rt = ctx.registry.get("", "v1", "nodes")
+    if nodes_rt is not None:
+        for node in await _list(ctx, nodes_rt.prefix()):
+            node_written(ctx, node)
 
 
 def _endpoint(node: Obj) -> str | None:

@@ -150,7 +150,12 @@ _RBAC_GROUP = "rbac.authorization.k8s.io"
 
 
 async def _committed(ctx: ApiContext, rt: ResourceType, key: str, obj: dict[str, Any] | None, revision: int) -> None:
-    """Tell the authorizer of a committed role/binding write (obj None: deleted), so the next request sees it."""
+    """Tell the parts that follow certain kinds of a committed write (obj None: deleted): the authorizer of
+    roles and bindings, the metrics API of nodes."""
+    if obj is not None and rt.group == "" and rt.resource == "nodes":
+        from . import metrics_api
+
+        metrics_api.node_written(ctx, obj)
     if rt.group == _RBAC_GROUP:
         observe = getattr(ctx.authorizer, "observe_write", None)
         if observe is not None:

@@ -20,7 +20,7 @@ from ..pki.kubeconfig import write_kubeconfig
 from ..pki.tls import server_ssl_context
 from ..storage.encryption import wrap_store
 from ..storage.sqlite import SQLiteStore
-from . import access_reviews, admission, audit, authz, bootstrap, crds
+from . import access_reviews, admission, audit, authz, bootstrap, crds, metrics_api
 from .allocators import ServiceAllocators
 from .app import build_app
 from .authn_setup import build_authentication
@@ -116,6 +116,7 @@ async def start(config: ServerConfig) -> RunningServer:
         advertise = _advertise_address(config.bind_address)
         await bootstrap.ensure_objects(ctx, advertise)
         await crds.load(ctx)  # serve the stored CustomResourceDefinitions
+        await metrics_api.load(ctx)  # and the metrics API when a real node is registered
         authorization = authz.build(config.authorization_modes, store)
         ctx.authorizer = authorization
         if "Node" in config.authorization_modes:
