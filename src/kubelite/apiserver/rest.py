@@ -608,7 +608,6 @@ async def read_delete_options(request: web.Request) -> dict[str, Any]:
     return opts
 
 
-_PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 
 
 def _options_dry_run(opts: dict[str, Any]) -> bool:
@@ -635,8 +634,6 @@ def _default_orphan(rt: ResourceType) -> bool:
 
 async def delete_object(ctx: ApiContext, rt: ResourceType, info: RequestInfo, opts: dict[str, Any],
                         dry: bool) -> tuple[dict[str, Any], int]:
-    if rt.kind == "Namespace" and rt.group == "" and info.name in _PROTECTED_NAMESPACES:
-        raise errors.forbidden("namespaces", "", info.name, "this namespace may not be deleted")
     key = rt.key(info.namespace, info.name)
     pre = opts.get("preconditions") or {}
     for _ in range(_MAX_RETRIES):
