@@ -219,7 +219,12 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
                                      dns="dns" not in disabled, servicelb="servicelb" not in disabled,
                                      ingress="ingress" not in disabled, listen_host=listen,
                                      dns_port=args.cluster_dns_port, ingress_http_port=args.ingress_http_port,
-                                     ingress_https_port=args.ingress_https_port)
+                                     ingress_https_port=args.ingress_https_port,
+                                     default_local_storage_path=os.path.abspath(os.path.expanduser(
+                                         args.default_local_storage_path or os.path.join(config.data_dir,
+                                                                                         "storage"))),
+                                     container_log_max_size=args.container_log_max_size,
+                                     container_log_max_files=args.container_log_max_files)
         if args.single_process or (os.cpu_count() or 1) < 2:
             components = await start_components(config.data_dir, server.url, settings)
             running = ", ".join(components.tasks) or "nothing else"
@@ -286,6 +291,30 @@ async def _components_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_max_files(value: str) -> int:
+    n = int(value)
+    if n <= 1:
+        raise argparse.ArgumentTypeError(f"invalid MaxFiles {n}, must be > 1")
+    return n
+
+
+def _log_max_size(value: str) -> str:
+    from .kubelet.logrotation import parse_max_size
+
+    try:
+        parse_max_size(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def _add_container_log_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--container-log-max-size", default="10Mi", type=_log_max_size, metavar="QUANTITY",
+                   help="rotate a container's log when it reaches this size, e.g. 10Mi (default: %(default)s)")
+    p.add_argument("--container-log-max-files", default=5, type=_log_max_files, metavar="N",
+                   help="log files kept per container, the current one included (default: %(default)s)")
+
+
 def _add_component_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", required=True, help="kubeconfig with this component's credentials")
     p.add_argument("-v", "--verbose", action="store_true", help="log internals")
@@ -304,8 +333,11 @@ async def _component(args: argparse.Namespace) -> int:
         if args.command == "controller-manager":
             from .controllers.manager import ControllerManagerConfig, run_controller_manager
 
-            config = ControllerManagerConfig(root_ca_file=args.root_ca_file) if args.root_ca_file else \
-                ControllerManagerConfig()
+            kw: dict = {"extra": {"local-path-provisioner": {"storage_path": os.path.abspath(os.path.expanduser(
+                args.default_local_storage_path))}}}
+            if args.root_ca_file:
+                kw["root_ca_file"] = args.root_ca_file
+            config = ControllerManagerConfig(**kw)
             await run_controller_manager(client, stop=stop, config=config)
         elif args.command == "scheduler":
             from .scheduler import SchedulerConfig, run_scheduler
@@ -321,7 +353,9 @@ async def _component(args: argparse.Namespace) -> int:
             await run_agent(AgentConfig(kubeconfig=args.kubeconfig, node_name=args.node_name,
                                         data_dir=os.path.abspath(os.path.expanduser(args.data_dir)),
                                         runtime=args.runtime, kubelet_port=args.kubelet_port,
-                                        registries=args.registries), stop)
+                                        registries=args.registries,
+                                        container_log_max_size=args.container_log_max_size,
+                                        container_log_max_files=args.container_log_max_files), stop)
     finally:
         await client.close()
     return 0
@@ -404,6 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--kubelet-port", type=int, default=10250, help="the local kubelet's HTTPS port (default: 10250)")
     up.add_argument("--registries", default=None, metavar="FILE",
                     help="registry mirrors, rewrites, auth and TLS in k3s's registries.yaml format")
+    up.add_argument("--default-local-storage-path", default=None, metavar="DIR",
+                    help="where the local-path provisioner puts PersistentVolumes on the node (default: "
+                         "<data-dir>/storage, as k3s)")
+    _add_container_log_flags(up)
     up.add_argument("--cleanup-on-exit", action="store_true",
                     help="when stopping, also stop the pods' containers and remove pod networks and the "
                          "proxy's iptables rules (by default containers keep running, as with a kubelet)")
@@ -429,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
                         description="Run the controller-manager alone (leader-elected through a Lease).")
     _add_component_flags(cm)
     cm.add_argument("--root-ca-file", default=None, help="CA bundle published as kube-root-ca.crt")
+    cm.add_argument("--default-local-storage-path", default="/var/lib/kubelite/storage", metavar="DIR",
+                    help="where the local-path provisioner puts PersistentVolumes on the nodes "
+                         "(default: %(default)s)")
     sch = sub.add_parser("scheduler", help="run the scheduler against an API server",
                          description="Run the scheduler alone (leader-elected through a Lease).")
     _add_component_flags(sch)
@@ -444,6 +485,7 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--kubelet-port", type=int, default=10250, help="kubelet HTTPS port (default: 10250)")
     agent.add_argument("--registries", default=None, metavar="FILE",
                        help="registry mirrors, rewrites, auth and TLS in k3s's registries.yaml format")
+    _add_container_log_flags(agent)
     agent.add_argument("--node-prefix", default="sim-node-", help="name prefix of simulated nodes")
     doc = sub.add_parser("doctor", help="check (and --fix) what real containers need on this machine",
                          description="Check root, runc, conmon, CNI plugins, iptables and sysctls; --fix installs "

@@ -49,6 +49,10 @@ class ComponentSettings:
     dns_port: int = 53
     ingress_http_port: int = 80
     ingress_https_port: int = 443
+    # the local-path provisioner's base directory (k3s's --default-local-storage-path); "" = its default
+    default_local_storage_path: str = ""
+    container_log_max_size: str = "10Mi"  # the local node's containerLogMaxSize
+    container_log_max_files: int = 5
 
 
 @dataclass
@@ -146,7 +150,12 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
         client = await loop.run_in_executor(None, _client, data_dir, server_url, "controller-manager",
                                             CONTROLLER_MANAGER)
         clients.append(client)
-        config = ControllerManagerConfig.for_data_dir(data_dir, **settings.controller_overrides)
+        overrides = dict(settings.controller_overrides)
+        if settings.default_local_storage_path:
+            extra = dict(overrides.get("extra") or {})
+            extra.setdefault("local-path-provisioner", {"storage_path": settings.default_local_storage_path})
+            overrides["extra"] = extra
+        config = ControllerManagerConfig.for_data_dir(data_dir, **overrides)
         tasks["controller-manager"] = _logged("controller-manager",
                                               run_controller_manager(client, stop=stop, config=config))
     if settings.scheduler:
@@ -177,7 +186,8 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
         agent = AgentConfig(kubeconfig=path, node_name=node_name, data_dir=os.path.join(data_dir, "agent"),
                             runtime="runc", kubelet_port=settings.kubelet_port, registries=settings.registries,
                             stop_containers_on_exit=settings.cleanup_on_exit, tls_cert_file=cert_file,
-                            tls_private_key_file=key_file)
+                            tls_private_key_file=key_file, container_log_max_size=settings.container_log_max_size,
+                            container_log_max_files=settings.container_log_max_files)
         tasks["kubelet"] = _logged("kubelet", _run_node(agent, stop, settings.cleanup_on_exit))
         if settings.proxy:
             from .proxy import ProxyConfig, run_proxy

@@ -385,6 +385,14 @@ CLUSTER_ROLE_BINDINGS.update({
 for _name in CONTROLLER_ROLES:
     CLUSTER_ROLE_BINDINGS[f"system:controller:{_name}"] = (
         f"system:controller:{_name}", [_subject("ServiceAccount", _name, "kube-system")])
+# The local-path provisioner (a controller of kubelite's controller-manager) acts as the ServiceAccount k3s's
+# local-storage add-on gives it, with that add-on's role.
+CLUSTER_ROLES["local-path-provisioner-role"] = ([
+    _r(READ, "core", "nodes persistentvolumeclaims configmaps pods"),
+    _r("create delete get list patch update watch", "core", "persistentvolumes"),
+    _r(READ, "storage.k8s.io", "storageclasses"), _ev()], {}, None)
+CLUSTER_ROLE_BINDINGS["local-path-provisioner-bind"] = (
+    "local-path-provisioner-role", [_subject("ServiceAccount", "local-path-provisioner-service-account", "kube-system")])
 
 # Namespaced roles of the bootstrap policy: (namespace, name) -> rules; bound to the same-named subjects below.
 ROLES: dict[tuple[str, str], list[dict[str, Any]]] = {

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..api.resources import Registry
 from .rest import ApiClient, ClientError
+from .workqueue import BucketRateLimiter
 
 log = logging.getLogger("kubelite.client.events")
 
@@ -215,8 +216,11 @@ class EventRecorder:
 
     def __init__(self, client: ApiClient, component: str, *, host: str = "", reporting_instance: str = "",
                  correlator: EventCorrelator | None = None, max_queue: int = 1000, retries: int = 3,
-                 retry_interval: float = 0.5, clock: Callable[[], float] = time.time) -> None:
+                 retry_interval: float = 0.5, clock: Callable[[], float] = time.time,
+                 limiter: BucketRateLimiter | None = None) -> None:
         self.client = client
+        # a budget of events (may be shared by several recorders): past it, events are dropped, not queued
+        self.limiter = limiter
         self.component = component
         self.host = host
         self.reporting_instance = reporting_instance or host
@@ -235,6 +239,9 @@ class EventRecorder:
             self._queue = asyncio.Queue(maxsize=self.max_queue)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._writer(), name=f"events-{self.component}")
+        if self.limiter is not None and not self.limiter.allow():
+            self.dropped += 1
+            return
         try:
             self._queue.put_nowait(self._make(obj, type, reason, message))
         except asyncio.QueueFull:

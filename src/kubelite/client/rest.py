@@ -13,6 +13,7 @@ Conventions used by every method:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
@@ -190,12 +191,18 @@ class ApiClient:
     """
 
     def __init__(self, server_url: str, ssl_context: ssl.SSLContext | None = None, token: str | None = None,
-                 user_agent: str = DEFAULT_USER_AGENT, *, pool_size: int = 512, timeout: float = 60.0) -> None:
+                 user_agent: str = DEFAULT_USER_AGENT, *, pool_size: int = 512, max_in_flight: int = 32,
+                 timeout: float = 60.0) -> None:
         self.server_url = server_url.rstrip("/")
         self.ssl_context = ssl_context
         self.token = token
         self.user_agent = user_agent
         self.pool_size = pool_size
+        # Requests other than watches wait for one of this many slots: a burst of hundreds of creates
+        # then reuses a few keep-alive connections (no TLS handshake each) and does not crowd out other
+        # clients at the server. Watches hold their connection for long and are not counted.
+        self.max_in_flight = max_in_flight
+        self._slots: asyncio.Semaphore | None = None
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._headers = {"User-Agent": user_agent, "Accept": JSON}
@@ -241,8 +248,10 @@ class ApiClient:
         if body is not None:
             data = body if isinstance(body, bytes | str) else orjson.dumps(body)
             headers = {"Content-Type": content_type}
-        async with self.session.request(method, self.server_url + path, params=params, data=data,
-                                        headers=headers) as resp:
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_in_flight)
+        async with self._slots, self.session.request(method, self.server_url + path, params=params, data=data,
+                                                     headers=headers) as resp:
             payload = await resp.read()
             if resp.status >= 300:
                 raise ClientError.from_body(resp.status, payload)

@@ -77,6 +77,16 @@ class BucketRateLimiter:
         self._tokens -= 1.0
         return 0.0 if self._tokens >= 0 else -self._tokens / self.qps
 
+    def allow(self) -> bool:
+        """Take a token if one is there (never waits): for what is dropped rather than delayed."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
+        self._last = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
     def forget(self, item: Hashable) -> None:
         pass
 

@@ -37,6 +37,8 @@ SUPPORTED_ACCESS_MODES = ("ReadWriteOnce", "ReadWriteOncePod")
 @dataclass
 class LocalPathConfig:
     provisioner_name: str = LOCAL_PATH_PROVISIONER
+    # the base directory on the nodes: `kubelite controller-manager --default-local-storage-path` (default
+    # below), `kubelite up` passes <data-dir>/storage as k3s does; the kubelet creates the directory
     storage_path: str = "/var/lib/kubelite/storage"
     workers: int = 2
 
@@ -118,6 +120,7 @@ class LocalPathProvisioner(Controller):
     name = "local-path-provisioner"
     aliases = ("localpath",)
     event_component = LOCAL_PATH_PROVISIONER
+    service_account = "local-path-provisioner-service-account"  # k3s's, with its role (rbac_bootstrap.py)
 
     def __init__(self, ctx: ControllerContext) -> None:
         self.cfg: LocalPathConfig = controller_config(ctx, self.name, LocalPathConfig)

@@ -25,7 +25,7 @@ from typing import Any
 from ..api.resources import Registry
 from ..api.timefmt import parse_rfc3339
 from ..client import ApiClient, ClientError, EventRecorder, SharedInformerFactory, WorkQueue, run_workers
-from ..client.workqueue import ItemExponentialFailureRateLimiter
+from ..client.workqueue import BucketRateLimiter, ItemExponentialFailureRateLimiter
 from . import node as nodeapi
 from .lifecycle import BackOff, field_path
 from .podstatus import ContainerState, compute_pod_status, status_patch
@@ -116,6 +116,8 @@ class SimulatedNodes:
         self.runtime: Runtime = runtime or SimulatedRuntime(self.cfg)
         self.factory = informers or SharedInformerFactory(client)
         self._own_factory = informers is None
+        self._event_budget = (BucketRateLimiter(self.cfg.event_qps, self.cfg.event_burst)
+                              if self.cfg.event_qps > 0 else None)
         self.nodes: dict[str, _Node] = {}
         net = ipaddress.ip_network(self.cfg.node_ip_cidr, strict=False)
         for i, name in enumerate(names):
@@ -147,7 +149,8 @@ class SimulatedNodes:
                 n.uid = obj["metadata"].get("uid", "")
                 n.conditions = (obj.get("status") or {}).get("conditions") or []
                 await nodeapi.renew_lease(self.client, n.name, n.uid, now, self.cfg.lease_duration_seconds)
-            n.recorder = EventRecorder(self.client, COMPONENT, host=n.name) if self.cfg.events else None
+            n.recorder = (EventRecorder(self.client, COMPONENT, host=n.name, limiter=self._event_budget)
+                          if self.cfg.events else None)
             if n.recorder is not None:
                 n.recorder.event({"kind": "Node", "apiVersion": "v1", "name": n.name, "uid": n.name},
                                  "Normal", "Starting", "Starting kubelet.")

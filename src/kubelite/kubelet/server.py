@@ -337,7 +337,7 @@ async def stream_log(resp: Any, path: str, opts: LogOptions, *, follow: bool,
         f = open(path, "rb")  # noqa: SIM115 — held open while following
     except OSError:
         return
-    with f:
+    try:
         data = f.read()
         lines = data.splitlines(keepends=True)
         pending = b""
@@ -366,9 +366,28 @@ async def stream_log(resp: Any, path: str, opts: LogOptions, *, follow: bool,
                 if batch and not await emit(render(batch, LogOptions(timestamps=opts.timestamps))):
                     return
                 continue
+            if _rotated_away(f, path):
+                # the log manager renamed the file and the runtime writes a fresh one: go on with that
+                try:
+                    f.close()
+                    f = open(path, "rb")  # noqa: SIM115
+                except OSError:
+                    return
+                continue
             if not still_running() and time.monotonic() - idle_since > 0.3:
                 return
             await asyncio.sleep(0.1)
+    finally:
+        f.close()
+
+
+def _rotated_away(f: Any, path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False  # not reopened yet
+    own = os.fstat(f.fileno())
+    return (st.st_ino, st.st_dev) != (own.st_ino, own.st_dev)
 
 
 def self_signed_context(node_name: str, ips: list[str], ca_pem: bytes, dir_: str) -> ssl.SSLContext:

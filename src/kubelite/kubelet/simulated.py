@@ -71,6 +71,10 @@ class SimulatedConfig:
     node_status_report_seconds: float = 300.0  # upstream nodeStatusReportFrequency (5 min)
     # the agent
     events: bool = True  # write the kubelet's Events (Pulling, Pulled, Created, Started, Killing, BackOff …)
+    # All nodes of one process share one event budget, the upstream kubelet's eventRecordQPS / eventBurst:
+    # a burst of thousands of pods does not flood the API server with Events; past it they are dropped.
+    event_qps: float = 50.0
+    event_burst: int = 100
     workers: int = 32  # concurrent pod syncs / status writes
     # a status whose next change is due this soon is not written; the next one carries both (fewer writes)
     status_coalesce_seconds: float = 0.25

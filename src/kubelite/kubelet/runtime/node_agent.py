@@ -51,6 +51,10 @@ class AgentConfig:
     # (--kubelet-certificate-authority); without them the kubelet serves a self-signed one, as upstream
     tls_cert_file: str | None = None
     tls_private_key_file: str | None = None
+    # containerLogMaxSize / containerLogMaxFiles / containerLogMonitorInterval (kubelet.logrotation)
+    container_log_max_size: str = "10Mi"
+    container_log_max_files: int = 5
+    container_log_monitor_interval: float = 10.0
 
 
 def choose_runtime(wanted: str) -> str:
@@ -136,11 +140,13 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
         return RunningAgent(nodes, None, None, client)
 
     from ..images import ImagePuller, ImageStore, RegistriesConfig, RegistryClient, RootfsManager
+    from ..logrotation import LogRotatePolicy
     from ..network import PodNetwork
     from ..server import KubeletServer, self_signed_context, serving_context
     from .runc import Runc, find_runtime, runtime_version
     from .runc_runtime import DNSConfig, RuncRuntime
 
+    log_policy = LogRotatePolicy.parse(config.container_log_max_size, config.container_log_max_files)
     os.makedirs(config.data_dir, exist_ok=True)
     node_ip = config.node_ip or _route_ip(client.server_url)
     ca_pem = _kubeconfig_ca(config.kubeconfig)
@@ -152,7 +158,7 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
                           rootfs=RootfsManager(store), runc=Runc(os.path.join(config.data_dir, "runc"), binary=binary),
                           network=PodNetwork(config.data_dir),
                           dns=DNSConfig(nameservers=list(config.cluster_dns), cluster_domain=config.cluster_domain),
-                          ca_pem=ca_pem)
+                          ca_pem=ca_pem, log_policy=log_policy)
     server = KubeletServer(runtime, client, name)
     if config.tls_cert_file and config.tls_private_key_file:
         tls = serving_context(config.tls_cert_file, config.tls_private_key_file, ca_pem)
@@ -168,6 +174,8 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
     nodes = SimulatedNodes(client, [], sim_cfg, runtime=runtime, node_specs=[spec])
     await nodes.start()
     runtime.spawn(_cleanup_later(runtime))
+    if log_policy.enabled:
+        runtime.spawn(runtime.rotate_logs_forever(config.container_log_monitor_interval))
     return RunningAgent(nodes, runtime, server, client, registry_client)
 
 

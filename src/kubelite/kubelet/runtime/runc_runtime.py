@@ -32,6 +32,7 @@ from ...api.resources import Registry
 from ...client import ApiClient, ClientError
 from .. import lifecycle as lc
 from ..images import ImagePuller, ImagePullError, RootfsManager, auths_from_secrets
+from ..logrotation import LogRotatePolicy, needs_rotation, reopen_conmon_log, rotate_log
 from ..network import NetworkError, PodNetwork
 from ..podstatus import ContainerState, PodRuntime, is_restartable_init
 from ..probes import ContainerProbes, liveness_kill_message, probe_event_message, run_probe
@@ -79,7 +80,8 @@ class RuncRuntime:
 
     def __init__(self, client: ApiClient, *, data_dir: str, node_name: str, node_ip: str, puller: ImagePuller,
                  rootfs: RootfsManager, runc: Runc | None = None, network: PodNetwork | None = None,
-                 volumes: VolumeManager | None = None, dns: DNSConfig | None = None, ca_pem: bytes = b"") -> None:
+                 volumes: VolumeManager | None = None, dns: DNSConfig | None = None, ca_pem: bytes = b"",
+                 log_policy: LogRotatePolicy | None = None) -> None:
         self.client = client
         self.data_dir = data_dir
         self.node_name = node_name
@@ -90,6 +92,7 @@ class RuncRuntime:
         self.network = network or PodNetwork(data_dir)
         self.volumes = volumes or VolumeManager(client, data_dir, ca_pem=ca_pem, node_ip=node_ip)
         self.dns = dns or DNSConfig()
+        self.log_policy = log_policy or LogRotatePolicy.parse()
         self.pods: dict[str, RuncPod] = {}  # uid -> pod
         self.notify: Callable[[str], None] = lambda key: None
         self.pod_cidr: Callable[[str], str | None] = lambda node: "10.244.0.0/24"
@@ -128,6 +131,30 @@ class RuncRuntime:
                 return p
         return None
 
+    async def rotate_logs(self) -> list[str]:
+        """One round of the container log manager: rotate the logs of running containers grown past the
+        limit (logrotation.py has the rule); returns the rotated files."""
+        done = []
+        for p in list(self.pods.values()):
+            for inst in list(p.instances.values()):
+                if inst.exited or not needs_rotation(inst.log_path, self.log_policy):
+                    continue
+                bundle = os.path.join(self.data_dir, "containers", inst.cid)
+                try:
+                    done.append(await rotate_log(inst.log_path, self.log_policy,
+                                                 lambda b=bundle, lp=inst.log_path: reopen_conmon_log(b, lp)))
+                except OSError as e:
+                    log.warning("failed to rotate log %s: %s", inst.log_path, e)
+        return done
+
+    async def rotate_logs_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.rotate_logs()
+            except Exception:
+                log.exception("container log rotation failed")
+
     async def cleanup_orphans(self) -> None:
         """Remove runc containers, netns and pod dirs of pods this node no longer knows (after a restart)."""
         known = set(self.pods)
@@ -145,6 +172,10 @@ class RuncRuntime:
             for uid in os.listdir(os.path.join(self.data_dir, "pods")):
                 if uid not in known:
                     await self.volumes.teardown(uid)
+        with contextlib.suppress(OSError):
+            for entry in os.listdir(os.path.join(self.data_dir, "logs")):
+                if entry.rsplit("_", 1)[-1] not in known:
+                    shutil.rmtree(os.path.join(self.data_dir, "logs", entry), ignore_errors=True)
 
     async def shutdown(self, *, stop_containers: bool) -> None:
         for t in list(self._tasks):
@@ -196,7 +227,7 @@ class RuncPod:
 
     def _save(self) -> None:
         os.makedirs(self.pod_dir, exist_ok=True)
-        state = {"ip": self.ip, "netns": self.netns, "start": self.rt.start_time,
+        state = {"ip": self.ip, "netns": self.netns, "start": self.rt.start_time, "volumes": self.volume_paths,
                  "instances": {n: asdict(i) for n, i in self.instances.items()},
                  "previous": {n: asdict(i) for n, i in self.previous.items()},
                  "exits": {n: {"exit": c.exit_code, "reason": c.reason, "finished": c.finished_at}
@@ -218,8 +249,10 @@ class RuncPod:
         self.rt.start_time = state.get("start") or self.rt.start_time
         self.rt.sandbox_ready = bool(self.ip or self.netns is None)
         self.rt.pod_ips = [self.ip] if self.ip else []
+        self.volume_paths = dict(state.get("volumes") or {})
         self.previous = {n: Instance(**i) for n, i in (state.get("previous") or {}).items()}
         exits = state.get("exits") or {}
+        specs = {c["name"]: c for c in self._all_specs()}
         for n, d in (state.get("instances") or {}).items():
             inst = Instance(**d)
             self.instances[n] = inst
@@ -235,12 +268,29 @@ class RuncPod:
                 cs.finished_at = e.get("finished") or time.time()
                 cs.ready = cs.started = False
                 inst.exited = True
+            elif n in specs:
+                self._adopt_probes(specs[n], inst, cs)
             prev = self.previous.get(n)
             if prev is not None:
                 code = read_exit_code(self._exit_dir, prev.cid)
                 cs.last_terminated = {"exitCode": code or 0, "reason": "Completed" if not code else "Error",
                                       "containerID": CONTAINER_ID_PREFIX + prev.cid}
             (self.rt.init_containers if inst.init else self.rt.containers)[n] = cs
+
+    def _adopt_probes(self, spec: Obj, inst: Instance, cs: ContainerState) -> None:
+        """Probes of a container that ran before the restart: its startup probe has passed (as upstream's
+        prober treats containers started before the kubelet), readiness is probed again at once."""
+        probes = ContainerProbes(spec, inst.started_at)
+        if not probes.states:
+            return
+        now = time.time()
+        if "startup" in probes.states:
+            probes.states["startup"].result = True
+        for state in probes.states.values():
+            state.next_at = min(state.next_at, now)
+        self.probes[inst.name] = probes
+        cs.started = probes.started
+        cs.ready = probes.ready
 
     @property
     def _exit_dir(self) -> str:
@@ -262,6 +312,13 @@ class RuncPod:
                     return events, wake
             if self.terminal:
                 return events, None
+            if not self.volume_paths and pod["spec"].get("volumes"):
+                # adopted from a state file that did not record the volumes: set them up again (idempotent)
+                try:
+                    self.volume_paths = await self.r.volumes.setup(pod)
+                except (VolumeError, ClientError, OSError) as e:
+                    events.append(SimEvent("Warning", "FailedMount", f"MountVolume.SetUp failed: {e}"))
+                    return events, time.time() + 2.0
             now = time.time()
             if now >= self.next_refresh:
                 self.next_refresh = now + 10.0
@@ -529,7 +586,7 @@ class RuncPod:
             self.rt.waiting[name] = ("CreateContainerError", str(e))
             events.append(SimEvent("Warning", lc.EV_FAILED, lc.msg_error(str(e)), name))
             return time.time() + 2.0
-        log_dir = os.path.join(self.r.data_dir, "logs", f"{self.namespace}_{self.name}_{self.uid}", name)
+        log_dir = os.path.join(self._log_dir, name)
         os.makedirs(log_dir, exist_ok=True)
         log_path = os.path.join(log_dir, f"{restart}.log")
         with contextlib.suppress(FileNotFoundError):
@@ -699,6 +756,12 @@ class RuncPod:
             with contextlib.suppress(Exception):
                 await self.r.network.teardown(self.uid)
         await self.r.volumes.teardown(self.uid)
+        # the pod's logs go with it (upstream's kubelet removes /var/log/pods/<ns>_<name>_<uid>)
+        shutil.rmtree(self._log_dir, ignore_errors=True)
+
+    @property
+    def _log_dir(self) -> str:
+        return os.path.join(self.r.data_dir, "logs", f"{self.namespace}_{self.name}_{self.uid}")
 
     # -- streaming support -----------------------------------------------------------------------------
 
