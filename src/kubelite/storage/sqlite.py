@@ -23,6 +23,7 @@ import queue
 import sqlite3
 import stat
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -68,6 +69,7 @@ CREATE INDEX IF NOT EXISTS history_key_revision ON history (key, revision);
 INSERT OR IGNORE INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0);
 """
 
+LATEST_CACHE_SIZE = 4096  # keys whose latest value is kept in memory
 MAX_BATCH = 1000  # operations per group commit: bounds the latency a batch adds to its first caller
 READER_THREADS = 2
 
@@ -149,6 +151,12 @@ class SQLiteStore(Store):
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._hub: WatchHub | None = None
+        # The latest value of recently read or written keys. Written only on the loop thread, when a commit
+        # is acknowledged (and by reads, which run on the loop thread too), so it is never older than what a
+        # client was told or a watcher saw; spares the read-modify-write of bindings and status updates a
+        # query that would wait for the writer thread's GIL.
+        self._latest: OrderedDict[str, KeyValue | None] = OrderedDict()
+        self._latest_size = LATEST_CACHE_SIZE
         self._lock_fd: int | None = None
         self._started = False
         self._closing = False
@@ -296,9 +304,15 @@ class SQLiteStore(Store):
         db = self._read_db
         assert db is not None
         if revision == 0:
+            latest = self._latest
+            if key in latest:
+                latest.move_to_end(key)
+                return latest[key]
             row = db.execute(
                 "SELECT value, create_revision, mod_revision FROM objects WHERE key = ?", (key,)).fetchone()
-            return None if row is None else KeyValue(key, row[0], row[1], row[2])
+            kv = None if row is None else KeyValue(key, row[0], row[1], row[2])
+            self._remember(key, kv)
+            return kv
         self._check_revision(revision)
         db.execute("BEGIN")
         try:
@@ -512,6 +526,13 @@ class SQLiteStore(Store):
         db.execute("UPDATE meta SET value = ? WHERE name = 'compacted'", (target,))
         return target
 
+    def _remember(self, key: str, kv: KeyValue | None) -> None:
+        latest = self._latest
+        latest[key] = kv
+        latest.move_to_end(key)
+        if len(latest) > self._latest_size:
+            latest.popitem(last=False)
+
     def _complete(self, batch: list[_Op]) -> None:
         events = []
         for op in batch:
@@ -524,6 +545,9 @@ class SQLiteStore(Store):
                 future.set_result(op.result)
             if op.event is not None:
                 events.append(op.event)
+                ev = op.event
+                self._remember(ev.key, None if ev.type == "DELETE" else
+                               KeyValue(ev.key, ev.value, ev.create_revision, ev.revision))
         if self._hub is not None:
             self._hub.publish(events)
 
