@@ -250,3 +250,19 @@ def test_service_ip_and_node_port_allocation(http):
     np["metadata"]["name"] = "np-c"
     np["spec"]["ports"][0]["nodePort"] = 31068
     assert http.post(http.base + NS + "/services", json=np).status_code == 201
+
+
+def test_status_patch_keeps_spec_and_labels_as_stored(http):
+    """A patch through /status changes only status (and metadata other than labels), whatever it carries."""
+    assert http.post(http.base + DEPLOY, json=deployment("stpatch")).status_code == 201
+    url = http.base + DEPLOY + "/stpatch/status"
+    for body in ({"status": {"replicas": 3}},
+                 {"spec": {"replicas": 9}, "metadata": {"labels": {"x": "y"}}, "status": {"replicas": 4}}):
+        for ctype in ("application/strategic-merge-patch+json", "application/merge-patch+json"):
+            r = http.patch(url, data=orjson.dumps(body), headers={"Content-Type": ctype})
+            assert r.status_code == 200, r.text
+            d = r.json()
+            assert d["status"]["replicas"] == body["status"]["replicas"]
+            assert d["spec"]["replicas"] == 1 and "x" not in (d["metadata"].get("labels") or {})
+    stored = http.get(http.base + DEPLOY + "/stpatch").json()
+    assert stored["spec"]["replicas"] == 1 and stored["status"]["replicas"] == 4

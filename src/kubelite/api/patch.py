@@ -226,15 +226,16 @@ class _Doc:
 # RFC 7386 JSON merge patch
 
 
-def merge_patch(doc: dict, patch: dict) -> dict:
-    """Apply a JSON merge patch to `doc` (left untouched) and return the patched copy."""
+def merge_patch(doc: dict, patch: dict, *, owned: bool = False) -> dict:
+    """Apply a JSON merge patch to `doc` and return the patched copy; `doc` is left untouched unless
+    `owned` (the caller gives up `doc` and `patch`, which spares copying them)."""
     if isinstance(patch, list):
         # evanphx returns the (null-pruned) array itself, which then fails to decode as an object.
         raise _not_an_object(_pruned(deep_copy(patch)))
     if not isinstance(patch, dict):
         raise bad_request("Invalid JSON Patch")
-    result = deep_copy(doc)
-    _merge_docs(result, deep_copy(patch))
+    result = doc if owned else deep_copy(doc)
+    _merge_docs(result, patch if owned else deep_copy(patch))
     return result
 
 

@@ -48,9 +48,11 @@ def _no_list_of_lists() -> _Failure:
     return _Failure(ApiError(422, "Invalid", "the server rejected our request due to an error in our request"))
 
 
-def strategic_merge_patch(doc: dict, patch: dict, schema_name: str, version: str = "1.33") -> dict:
-    """Apply a strategic merge patch to `doc` (left untouched); `schema_name` is the OpenAPI definition of
-    the object's kind, e.g. `io.k8s.api.apps.v1.Deployment`."""
+def strategic_merge_patch(doc: dict, patch: dict, schema_name: str, version: str = "1.33", *,
+                          owned: bool = False) -> dict:
+    """Apply a strategic merge patch to `doc` (left untouched unless `owned`: the caller gives up `doc` and
+    `patch`, which spares copying them); `schema_name` is the OpenAPI definition of the object's kind, e.g.
+    `io.k8s.api.apps.v1.Deployment`."""
     if patch is None:  # a `null` body decodes to a nil map: nothing to merge
         return deep_copy(doc)
     if not isinstance(patch, dict):
@@ -59,7 +61,9 @@ def strategic_merge_patch(doc: dict, patch: dict, schema_name: str, version: str
     definitions = schemas.definitions(version) if schemas.available(version) else {}
     merger = _Merger(definitions)
     try:
-        return merger.merge_map(deep_copy(doc), deep_copy(patch), definitions.get(schema_name))
+        if not owned:
+            doc, patch = deep_copy(doc), deep_copy(patch)
+        return merger.merge_map(doc, patch, definitions.get(schema_name))
     except _Failure as failure:
         raise failure.error from None
 

@@ -27,6 +27,7 @@ def _schema_dir(version: str) -> str:
     return os.path.join(root, f"v{version}.0-local")
 
 
+@functools.cache
 def available(version: str) -> bool:
     return os.path.isfile(os.path.join(_schema_dir(version), "_definitions.json"))
 

@@ -30,7 +30,16 @@ def _decode_patch(raw: bytes, mtype: str) -> Any:
         f'{bodies.JSON_PATCH}, {bodies.MERGE_PATCH}, {bodies.STRATEGIC_PATCH}, {bodies.APPLY_PATCH}')
 
 
-def apply_patch(rt: ResourceType, doc: dict[str, Any], mtype: str, data: Any, schema_name: str) -> dict[str, Any]:
+def _status_only(data: Any) -> bool:
+    if not isinstance(data, dict) or not set(data) <= {"status", "metadata", "apiVersion", "kind"}:
+        return False
+    meta = data.get("metadata")
+    return meta is None or (isinstance(meta, dict) and not any(k == "labels" or k.startswith("$") for k in meta))
+
+
+def apply_patch(rt: ResourceType, doc: dict[str, Any], mtype: str, data: Any, schema_name: str, *,
+                owned: bool = False) -> dict[str, Any]:
+    """`owned`: the caller gives up `doc` and `data` (merges may then work in place)."""
     if mtype == bodies.JSON_PATCH:
         if not isinstance(data, list):
             raise errors.bad_request("json: cannot unmarshal object into Go value of type jsonpatch.Patch")
@@ -44,14 +53,14 @@ def apply_patch(rt: ResourceType, doc: dict[str, Any], mtype: str, data: Any, sc
     elif not isinstance(data, dict):
         raise errors.bad_request("the body of the patch must be a JSON object")
     elif mtype == bodies.MERGE_PATCH:
-        result = patch.merge_patch(doc, data)
+        result = patch.merge_patch(doc, data, owned=owned)
     elif mtype == bodies.STRATEGIC_PATCH:
         if not schema_name:
             raise errors.ApiError(
                 415, "UnsupportedMediaType",
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{bodies.JSON_PATCH}, {bodies.MERGE_PATCH}, {bodies.APPLY_PATCH}")
-        result = patch.strategic_merge_patch(doc, data, schema_name)
+        result = patch.strategic_merge_patch(doc, data, schema_name, owned=owned)
     else:
         # apply to a subresource body (scale): no ownership is kept on it, a strategic merge will do
         result = patch.strategic_merge_patch(doc, data, schema_name) if schema_name else patch.merge_patch(doc, data)
@@ -95,7 +104,11 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
             patched = field_ownership.server_side_apply(rt, current, data, manager, force, info.subresource)
             _check_name(patched, info)
         else:
-            patched = apply_patch(rt, current, mtype, deep_copy(data), rt.schema_name)
+            # `current` is ours (a fresh decode), so the patch may merge into it in place; but a status write
+            # takes spec and labels from the stored object, so then only when the patch cannot touch them
+            owned = info.subresource != "status" or _status_only(data)
+            patched = apply_patch(rt, current if owned else deep_copy(current), mtype, deep_copy(data),
+                                  rt.schema_name, owned=True)
         rest._check_type(rt, patched)
         warnings[:] = validation.check_fields(rt, patched, mode, None, "PatchOptions")
         if info.subresource == "status":
