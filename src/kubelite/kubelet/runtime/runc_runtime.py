@@ -36,6 +36,7 @@ from ..logrotation import LogRotatePolicy, needs_rotation, reopen_conmon_log, ro
 from ..network import NetworkError, PodNetwork
 from ..podstatus import ContainerState, PodRuntime, is_restartable_init
 from ..probes import ContainerProbes, liveness_kill_message, probe_event_message, run_probe
+from ..service_env import service_env
 from ..simulated import SimEvent
 from ..volumes import VolumeError, VolumeManager
 from . import oci
@@ -47,6 +48,8 @@ Obj = dict[str, Any]
 _REG = Registry()
 CONFIGMAPS = _REG.get("", "v1", "configmaps")
 SECRETS = _REG.get("", "v1", "secrets")
+SERVICES = _REG.get("", "v1", "services")
+SERVICE_LIST_TTL = 2.0  # how stale the Services behind containers' service env vars may be
 CONTAINER_ID_PREFIX = "runc://"
 DEFAULT_GRACE = 30
 
@@ -98,6 +101,7 @@ class RuncRuntime:
         self.pod_cidr: Callable[[str], str | None] = lambda node: "10.244.0.0/24"
         self.needs_node_cidr = True  # the agent hands us the node's spec.podCIDR, or None until it is set
         self._tasks: set[asyncio.Task] = set()
+        self._services: tuple[float, list[Obj]] | None = None
         for d in ("containers", "exits", "logs", "pods"):
             os.makedirs(os.path.join(data_dir, d), exist_ok=True)
 
@@ -117,6 +121,19 @@ class RuncRuntime:
     async def release(self, handle: RuncPod) -> None:
         self.pods.pop(handle.uid, None)
         await handle.teardown()
+
+    async def service_env(self, pod: Obj) -> dict[str, str]:
+        """The service env vars of the pod's containers (service_env.py), from a briefly cached list."""
+        now = time.monotonic()
+        if self._services is None or now - self._services[0] > SERVICE_LIST_TTL:
+            try:
+                items = (await self.client.list(SERVICES))["items"]
+            except ClientError as e:
+                log.warning("cannot list services for the pods' environment: %s", e)
+                items = self._services[1] if self._services else []
+            self._services = (now, items)
+        return service_env(self._services[1], pod["metadata"].get("namespace", "default"),
+                           (pod.get("spec") or {}).get("enableServiceLinks", True) is not False)
 
     def spawn(self, coro: Any) -> None:
         t = asyncio.ensure_future(coro)
@@ -551,7 +568,7 @@ class RuncPod:
             img = oci.ImageConfig.from_oci(record.config)
             lookups = await self._lookups(pod, spec)
             env = oci.container_env(pod, spec, img, lambda k, n: lookups.get((k, n)), pod_ip=self.ip or "",
-                                    node_ip=self.r.node_ip)
+                                    node_ip=self.r.node_ip, service_env=await self.r.service_env(pod))
             user = oci.resolve_user(pod, spec, img, rootfs.path)
             mounts = self.r.volumes.mounts_for(pod, spec, self.volume_paths)
             bundle = os.path.join(self.r.data_dir, "containers", cid)
