@@ -5,7 +5,8 @@ The API server talks to kubelets with a client certificate of its own (`kube-api
 system:masters) from the cluster CA and, as upstream without --kubelet-certificate-authority, does not verify
 the kubelets' self-signed serving certificates.  Upgraded requests (websocket exec/attach/portforward) are
 relayed message by message between the client's websocket and one opened to the kubelet with the same
-subprotocol; logs are streamed through.
+subprotocol; SPDY upgrades (`Upgrade: SPDY/3.1`, older clients) are relayed byte for byte once the kubelet has
+answered 101, as upstream's upgrade-aware proxy does; logs are streamed through.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from yarl import URL
 
 from ..api import errors
 from ..api.resources import ResourceType
+from ..kubelet.streaming_spdy import PROTOCOL_HEADER, RawCarrier, is_spdy_upgrade, offered_protocols
 from . import codec
 from .context import ApiContext
 from .request_info import RequestInfo
@@ -135,7 +138,7 @@ async def pod_subresource(ctx: ApiContext, request: web.Request, info: RequestIn
         phase = (pod.get("status") or {}).get("phase")
         if phase != "Running":
             raise errors.bad_request(f"pod {name} is not running and cannot be port-forwarded (phase {phase})")
-        return await _relay_ws(request, f"{base}/portForward/{quote(ns)}/{quote(name)}", sslctx)
+        return await _relay_upgrade(request, f"{base}/portForward/{quote(ns)}/{quote(name)}", sslctx)
     container = _pick_container(pod, q.get("container"))
     if sub == "log":
         reason = _waiting_reason(pod, container) if q.get("previous") not in ("true", "1") else None
@@ -150,8 +153,8 @@ async def pod_subresource(ctx: ApiContext, request: web.Request, info: RequestIn
         raise errors.bad_request(f"cannot exec into a container in a completed pod; current phase is {phase}")
     params = [(k, v) for k, v in q.items() if k in ("command", "stdin", "stdout", "stderr", "tty")]
     path = "exec" if sub == "exec" else "attach"
-    url = f"{base}/{path}/{quote(ns)}/{quote(name)}/{quote(container)}?{urlencode(params)}"
-    return await _relay_ws(request, url, sslctx)
+    url = f"{base}/{path}/{quote(ns)}/{quote(name)}/{quote(container)}?{urlencode(params, doseq=True)}"
+    return await _relay_upgrade(request, url, sslctx)
 
 
 async def _relay_logs(request: web.Request, url: str, sslctx: ssl.SSLContext) -> web.StreamResponse:
@@ -175,6 +178,76 @@ async def _relay_logs(request: web.Request, url: str, sslctx: ssl.SSLContext) ->
             with contextlib.suppress(ConnectionResetError):
                 await resp.write_eof()
             return resp
+
+
+def _dial_error(status: int, message: str) -> errors.ApiError:
+    return errors.ApiError(status if status in (400, 403, 404) else 500,
+                           {400: "BadRequest", 403: "Forbidden", 404: "NotFound"}.get(status, "InternalError"),
+                           f"error dialing backend: {message}")
+
+
+async def _relay_upgrade(request: web.Request, url: str, sslctx: ssl.SSLContext) -> web.StreamResponse:
+    if is_spdy_upgrade(request):
+        return await _relay_spdy(request, url, sslctx)
+    return await _relay_ws(request, url, sslctx)
+
+
+async def _relay_spdy(request: web.Request, url: str, sslctx: ssl.SSLContext) -> web.StreamResponse:
+    """Send the client's upgrade request on to the kubelet; once it answers 101, pass the bytes both ways."""
+    target = URL(url)
+    host = (target.host or "").strip("[]")
+    head = [f"POST {target.raw_path_qs} HTTP/1.1", f"Host: {target.raw_authority}", "Connection: Upgrade",
+            "Upgrade: SPDY/3.1", "Content-Length: 0"]
+    head += [f"{PROTOCOL_HEADER}: {p}" for p in offered_protocols(request.headers)]
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, target.port, ssl=sslctx, server_hostname=host), 10)
+    except (OSError, TimeoutError) as e:
+        raise errors.ApiError(500, "InternalError", f"error dialing backend: {e}") from e
+    try:
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        status_line, _, rest = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)).partition(b"\r\n")
+        parts = status_line.decode("latin-1").split(" ", 2)
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 502
+        headers = {}
+        for line in rest.decode("latin-1").split("\r\n"):
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+        if status != 101:
+            length = int(headers.get("content-length") or 0)
+            body = await asyncio.wait_for(reader.readexactly(length), 10) if length else b""
+            raise _dial_error(status, body.decode(errors="replace").strip() or parts[-1])
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as e:
+        writer.close()
+        raise errors.ApiError(500, "InternalError", f"error dialing backend: {e}") from e
+    except BaseException:
+        writer.close()
+        raise
+    client = RawCarrier(request)
+    chosen = headers.get(PROTOCOL_HEADER.lower())
+    await client.switch({PROTOCOL_HEADER: chosen} if chosen else {})
+
+    async def down() -> None:
+        while data := await reader.read(65536):
+            await client.write(data)
+
+    async def up() -> None:
+        while data := await client.read():
+            writer.write(data)
+            await writer.drain()
+    tasks = [asyncio.ensure_future(down()), asyncio.ensure_future(up())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        writer.close()
+        await client.close()
+    return client.response
 
 
 async def _relay_ws(request: web.Request, url: str, sslctx: ssl.SSLContext) -> web.StreamResponse:

@@ -217,10 +217,10 @@ class KubeletServer:
         async def spawn(**kw: Any) -> asyncio.subprocess.Process:
             return await self.runtime.runc.exec(cid, argv, **kw)
 
-        async def tty_spawn(console: str) -> asyncio.subprocess.Process:
-            return await self.runtime.runc.exec(cid, argv, tty=True, console_socket=console,
-                                                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.DEVNULL)
+        async def tty_spawn(terminal: int) -> asyncio.subprocess.Process:
+            # runc in the foreground makes the container's pty and relays it to its own stdio: our pty
+            return await self.runtime.runc.exec(cid, argv, tty=True, stdin=terminal, stdout=terminal,
+                                                stderr=terminal)
         return await streaming.serve_exec(request, spawn, tty=tty, stdin=q.get("stdin") in ("true", "1"),
                                           stdout=q.get("stdout", "true") in ("true", "1"),
                                           stderr=q.get("stderr") in ("true", "1") and not tty, tty_spawn=tty_spawn,
@@ -233,16 +233,19 @@ class KubeletServer:
         path = p.log_path(name)
         if path is None:
             raise web.HTTPNotFound(text=f'container "{name}" not found')
-        ws = web.WebSocketResponse(protocols=streaming.EXEC_PROTOCOLS)
-        await ws.prepare(request)
+        q = request.query
+        tty = q.get("tty") in ("true", "1")
 
-        class _Sink:
-            async def write(self, data: bytes) -> None:
-                await ws.send_bytes(bytes([streaming.STDOUT]) + data)
-        await stream_log(_Sink(), path, LogOptions(tail=0), follow=True,
-                         still_running=lambda: p.container_id(name) is not None and not ws.closed)
-        await ws.close()
-        return ws
+        async def follow(write: Any, client_gone: Any) -> None:
+            class _Sink:
+                async def write(self, data: bytes) -> None:
+                    await write(data)
+            await stream_log(_Sink(), path, LogOptions(tail=0), follow=True,
+                             still_running=lambda: p.container_id(name) is not None and not client_gone())
+        return await streaming.serve_attach(request, follow, tty=tty, stdin=q.get("stdin") in ("true", "1"),
+                                            stdout=q.get("stdout") in ("true", "1"),
+                                            stderr=q.get("stderr") in ("true", "1") and not tty,
+                                            idle_timeout=self.streaming_idle_timeout)
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         p, cid = self._container(request)

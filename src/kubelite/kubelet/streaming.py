@@ -1,12 +1,15 @@
 """Streaming protocols of exec/attach and port-forward, as kubectl speaks them (kubectl-wire.md §5).
 
-exec/attach: websocket subprotocols `v5.channel.k8s.io` / `v4.channel.k8s.io`; every binary message is one
-channel byte + payload (0 stdin, 1 stdout, 2 stderr, 3 status JSON, 4 resize JSON, 255 close-stream in v5).
+exec/attach reach us in one of two ways, and the session logic (pipes or a pty, exit status) is the same:
+- a websocket with subprotocol `v5.channel.k8s.io` / `v4.channel.k8s.io`: every binary message is one channel
+  byte + payload (0 stdin, 1 stdout, 2 stderr, 3 status JSON, 4 resize JSON, 255 close-stream in v5);
+- SPDY/3.1 (`POST` + `Upgrade: SPDY/3.1`, clients older than 1.29 or falling back): the client opens one stream
+  per channel (`streamtype: error|stdin|stdout|stderr|resize`), stdin ends with its FIN, the status is written
+  on the error stream (JSON from v4 on, the bare message before) — see streaming_spdy.
 
-port-forward: websocket subprotocol `SPDY/3.1+portforward.k8s.io`, carrying a SPDY/3.1 byte stream (message
-boundaries arbitrary).  kubectl is the SPDY client: per local connection it opens an `error` and a `data`
-stream (headers streamType, port, requestID); we reply SYN_REPLY, pump the data stream to the pod's port and
-report failures as text on the error stream.
+port-forward: SPDY/3.1 either inside a websocket (`SPDY/3.1+portforward.k8s.io`) or native.  kubectl is the
+SPDY client: per local connection it opens an `error` and a `data` stream (headers streamType, port,
+requestID); we pump the data stream to the pod's port and report failures as text on the error stream.
 """
 
 from __future__ import annotations
@@ -18,21 +21,51 @@ import fcntl
 import json
 import logging
 import os
+import select
+import signal
 import socket
 import struct
 import termios
 import time
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .streaming_spdy import (  # noqa: F401 — the SPDY names are part of this module's surface
+    FLAG_FIN,
+    GOAWAY,
+    HEADERS,
+    PING,
+    RST_STREAM,
+    SETTINGS,
+    SPDY_DICT,
+    SYN_REPLY,
+    SYN_STREAM,
+    WINDOW_UPDATE,
+    Carrier,
+    SpdySession,
+    SpdyStream,
+    WebSocketCarrier,
+    accept_upgrade,
+    control_frame,
+    data_frame,
+    decode_headers,
+    encode_headers,
+    is_spdy_upgrade,
+)
+
 log = logging.getLogger("kubelite.kubelet.streaming")
 
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+# SPDY: v5 behaves as v4 there (closing stdin is the stream's FIN); v1 is what a client asking nothing gets
+EXEC_SPDY_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io",
+                       "channel.k8s.io")
 PORTFORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
+PORTFORWARD_SPDY_PROTOCOLS = ("portforward.k8s.io",)
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+STREAM_CREATION_TIMEOUT = 30.0  # upstream's streamCreationTimeout default
+STREAMING_IDLE_TIMEOUT = 4 * 3600.0  # upstream's streamingConnectionIdleTimeout default
 
 
 def exit_status(code: int) -> dict[str, Any]:
@@ -49,74 +82,269 @@ def failure_status(message: str) -> dict[str, Any]:
     return {"metadata": {}, "status": "Failure", "message": message, "reason": "InternalError", "code": 500}
 
 
-# ---------------------------------------------------------------- exec / attach over websocket
+# ---------------------------------------------------------------- the two transports of exec / attach
+
+Event = tuple[int, Any]  # (STDIN, bytes; b"" is its end) or (RESIZE, {"Width", "Height"})
+
+
+class ExecIO:
+    """What an exec/attach session needs of its client: `events` (stdin, its end, resizes; None when the client
+    is gone), `out(channel, data)` and `finish(status)`.  Traffic either way counts against the idle timeout."""
+
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.last_activity = time.monotonic()
+        self.gone = False
+
+    def _event(self, ev: Event | None) -> None:
+        self.last_activity = time.monotonic()
+        if ev is None:
+            self.gone = True
+        self.events.put_nowait(ev)
+
+    async def out(self, channel: int, data: bytes) -> None:
+        self.last_activity = time.monotonic()
+        await self._out(channel, data)
+
+    async def _out(self, channel: int, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def finish(self, status: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    async def abort(self) -> None:
+        """The idle timeout struck: end the session without a status."""
+        raise NotImplementedError
+
+    async def close_when_idle(self, idle_timeout: float) -> None:
+        while not self.gone:
+            left = self.last_activity + idle_timeout - time.monotonic()
+            if left <= 0:
+                log.info("closing a streaming session idle for %.0f s", idle_timeout)
+                await self.abort()
+                return
+            await asyncio.sleep(min(left, 5.0))
+
+
+class WebSocketExecIO(ExecIO):
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        super().__init__()
+        self.ws = ws
+        self.v5 = ws.ws_protocol == "v5.channel.k8s.io"
+        self.reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        try:
+            async for msg in self.ws:
+                if msg.type != WSMsgType.BINARY or not msg.data:
+                    continue
+                ch, payload = msg.data[0], msg.data[1:]
+                if ch == STDIN:
+                    if payload:
+                        self._event((STDIN, payload))
+                elif ch == CLOSE and self.v5 and payload[:1] == bytes([STDIN]):
+                    self._event((STDIN, b""))
+                elif ch == RESIZE:
+                    with contextlib.suppress(ValueError):
+                        self._event((RESIZE, json.loads(payload)))
+        finally:
+            self._event(None)
+
+    async def _out(self, channel: int, data: bytes) -> None:
+        with contextlib.suppress(ConnectionResetError):
+            await self.ws.send_bytes(bytes([channel]) + data)
+
+    async def finish(self, status: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.send_bytes(bytes([ERROR]) + json.dumps(status).encode())
+        await self.ws.close()
+        self.reader.cancel()
+
+    async def abort(self) -> None:
+        await self.ws.close(code=1000, message=b"idle timeout")
+
+
+class SpdyExecIO(ExecIO):
+    """The client's streams, once all it was asked for have been opened."""
+
+    def __init__(self, carrier: Carrier, protocol: str) -> None:
+        super().__init__()
+        self.carrier = carrier
+        self.protocol = protocol
+        self.streams: dict[str, SpdyStream] = {}
+        self.session = SpdySession(carrier, self._stream)
+        self.opened = asyncio.Event()
+        self.expected = 0
+        self.readers: list[asyncio.Future] = []
+        self.runner: asyncio.Future | None = None
+
+    def _stream(self, stream: SpdyStream) -> None:
+        self.streams[stream.type] = stream
+        if len(self.streams) >= self.expected:
+            self.opened.set()
+
+    async def open(self, expected: int, timeout: float | None = None) -> bool:
+        timeout = STREAM_CREATION_TIMEOUT if timeout is None else timeout
+        self.expected = expected
+        self.runner = asyncio.ensure_future(self._run())
+        try:
+            await asyncio.wait_for(self.opened.wait(), timeout)
+        except TimeoutError:
+            log.warning("timed out waiting for client to create streams")
+            await self.abort()
+            return False
+        if len(self.streams) < expected:  # the client went away first
+            await self.abort()
+            return False
+        if "stdin" in self.streams:
+            if self.protocol == "channel.k8s.io":  # v1 never read stdin
+                await self.streams["stdin"].close()
+            self.readers.append(asyncio.ensure_future(self._stdin(self.streams["stdin"])))
+        if "resize" in self.streams:
+            self.readers.append(asyncio.ensure_future(self._resizes(self.streams["resize"])))
+        return True
+
+    async def _run(self) -> None:
+        await self.session.run()
+        self.opened.set()
+        self._event(None)
+
+    async def _stdin(self, stream: SpdyStream) -> None:
+        while data := await stream.reader.read(32768):
+            self._event((STDIN, data))
+        if not self.gone:
+            self._event((STDIN, b""))
+
+    async def _resizes(self, stream: SpdyStream) -> None:
+        decoder, buf = json.JSONDecoder(), ""
+        while data := await stream.reader.read(4096):
+            buf += data.decode(errors="replace")
+            while buf.strip():
+                try:
+                    size, end = decoder.raw_decode(buf.lstrip())
+                except ValueError:
+                    break
+                buf = buf.lstrip()[end:]
+                self._event((RESIZE, size))
+
+    async def _out(self, channel: int, data: bytes) -> None:
+        stream = self.streams.get("stdout" if channel == STDOUT else "stderr")
+        if stream is not None:
+            with contextlib.suppress(ConnectionError, OSError):
+                await stream.write(data)
+
+    async def finish(self, status: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            for name in ("stdout", "stderr"):
+                if name in self.streams:
+                    await self.streams[name].close()
+            err = self.streams.get("error")
+            if err is not None:
+                if self.protocol in ("v4.channel.k8s.io", "v5.channel.k8s.io"):
+                    await err.write(json.dumps(status).encode())
+                elif status.get("status") != "Success":
+                    await err.write(status.get("message", "").encode())
+                await err.close()
+            await self.session.goaway()
+        # the client closes once it has read everything; closing first could reset what it has not read yet
+        if self.runner is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self.runner), 5)
+        await self.abort()
+
+    async def abort(self) -> None:
+        await self.carrier.close()
+        for t in self.readers + ([self.runner] if self.runner else []):
+            t.cancel()
+        self.gone = True
+
+
+async def open_exec_io(request: web.Request, *, tty: bool, stdin: bool, stdout: bool,
+                       stderr: bool) -> tuple[ExecIO | None, web.StreamResponse]:
+    """Upgrade the request (websocket or SPDY) and wait for the client's streams.  None when the client
+    did not open them in time (the connection is closed)."""
+    if not (stdin or stdout or stderr):
+        raise web.HTTPBadRequest(text="you must specify at least 1 of stdin, stdout, stderr")
+    if is_spdy_upgrade(request):
+        carrier, protocol = await accept_upgrade(request, EXEC_SPDY_PROTOCOLS)
+        io = SpdyExecIO(carrier, protocol)
+        resizing = tty and protocol not in ("channel.k8s.io", "v2.channel.k8s.io", "")
+        expected = 1 + stdin + stdout + stderr + resizing
+        return (io if await io.open(expected) else None), carrier.response
+    ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, max_msg_size=0, autoping=True)
+    await ws.prepare(request)
+    return WebSocketExecIO(ws), ws
+
+
+# ---------------------------------------------------------------- exec / attach
 
 Spawn = Callable[..., Awaitable[asyncio.subprocess.Process]]
 
 
-STREAMING_IDLE_TIMEOUT = 4 * 3600.0  # upstream's streamingConnectionIdleTimeout default
-
-
-class _IdleClosingWebSocket(web.WebSocketResponse):
-    """A websocket that notes its traffic, so a session idle for too long can be closed."""
-
-    last_activity = 0.0
-
-    async def send_bytes(self, data, compress=None) -> None:  # type: ignore[override]
-        self.last_activity = time.monotonic()
-        await super().send_bytes(data, compress=compress)
-
-    async def receive(self, timeout=None):  # type: ignore[override]
-        msg = await super().receive(timeout)
-        self.last_activity = time.monotonic()
-        return msg
-
-
-async def _close_when_idle(ws: _IdleClosingWebSocket, idle_timeout: float) -> None:
-    while not ws.closed:
-        left = ws.last_activity + idle_timeout - time.monotonic()
-        if left <= 0:
-            log.info("closing a streaming session idle for %.0f s", idle_timeout)
-            await ws.close(code=1000, message=b"idle timeout")
-            return
-        await asyncio.sleep(min(left, 5.0))
-
-
 async def serve_exec(request: web.Request, spawn: Spawn, *, tty: bool, stdin: bool, stdout: bool, stderr: bool,
-                     tty_spawn: Callable[[str], Awaitable[asyncio.subprocess.Process]] | None = None,
+                     tty_spawn: Callable[[int], Awaitable[asyncio.subprocess.Process]] | None = None,
                      idle_timeout: float = STREAMING_IDLE_TIMEOUT) -> web.StreamResponse:
-    """Run a process (`spawn(stdin=, stdout=, stderr=)` or, for a tty, `tty_spawn(console_socket)`) and wire it
-    to the websocket.  Sends the exit Status on channel 3 and closes.  A session with no traffic for
-    `idle_timeout` seconds is closed (its stdin ends)."""
-    ws = _IdleClosingWebSocket(protocols=EXEC_PROTOCOLS, max_msg_size=0, autoping=True)
-    await ws.prepare(request)
-    ws.last_activity = time.monotonic()
-    watchdog = asyncio.ensure_future(_close_when_idle(ws, idle_timeout))
+    """Run a process (`spawn(stdin=, stdout=, stderr=)` or, for a tty, `tty_spawn(pty_slave_fd)`) and wire it
+    to the client.  Sends the exit Status and closes.  A session with no traffic for `idle_timeout` seconds is
+    closed (its stdin ends)."""
+    io, resp = await open_exec_io(request, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+    if io is None:
+        return resp
+    watchdog = asyncio.ensure_future(io.close_when_idle(idle_timeout))
     try:
-        return await _serve_exec(ws, spawn, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr, tty_spawn=tty_spawn)
+        try:
+            if tty and tty_spawn is not None:
+                code = await _exec_tty(io, tty_spawn, stdin)
+            else:
+                code = await _exec_pipes(io, spawn, stdin=stdin, stdout=stdout, stderr=stderr)
+            status = exit_status(code)
+        except Exception as e:  # noqa: BLE001 — reported to the client as a Status
+            log.debug("exec failed", exc_info=True)
+            status = failure_status(str(e))
+        await io.finish(status)
     finally:
         watchdog.cancel()
+    return resp
 
 
-async def _serve_exec(ws: web.WebSocketResponse, spawn: Spawn, *, tty: bool, stdin: bool, stdout: bool,
-                      stderr: bool, tty_spawn) -> web.StreamResponse:
-    v5 = ws.ws_protocol == "v5.channel.k8s.io"
+Follow = Callable[[Callable[[bytes], Awaitable[None]], Callable[[], bool]], Awaitable[None]]
+
+
+async def serve_attach(request: web.Request, follow: Follow, *, tty: bool, stdin: bool, stdout: bool,
+                       stderr: bool, idle_timeout: float = STREAMING_IDLE_TIMEOUT) -> web.StreamResponse:
+    """attach: `follow(write, client_gone)` streams the container's output until it ends (or the client
+    goes); then the Success status, as upstream sends when the attached container stops."""
+    io, resp = await open_exec_io(request, tty=tty, stdin=stdin, stdout=stdout, stderr=stderr)
+    if io is None:
+        return resp
+
+    async def write(data: bytes) -> None:
+        await io.out(STDOUT, data)
     try:
-        if tty and tty_spawn is not None:
-            code = await _exec_tty(ws, tty_spawn, stdin)
-        else:
-            code = await _exec_pipes(ws, spawn, stdin=stdin, stdout=stdout, stderr=stderr, v5=v5)
-        await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code)).encode())
+        await follow(write, lambda: io.gone)
+        status = exit_status(0)
     except Exception as e:  # noqa: BLE001 — reported to the client as a Status
-        log.debug("exec failed", exc_info=True)
-        with contextlib.suppress(Exception):
-            await ws.send_bytes(bytes([ERROR]) + json.dumps(failure_status(str(e))).encode())
-    await ws.close()
-    return ws
+        status = failure_status(str(e))
+    await io.finish(status)
+    return resp
 
 
-async def _exec_pipes(ws: web.WebSocketResponse, spawn: Spawn, *, stdin: bool, stdout: bool, stderr: bool,
-                      v5: bool) -> int:
+async def _feed_stdin(io: ExecIO, proc: asyncio.subprocess.Process) -> None:
+    while (ev := await io.events.get()) is not None:
+        kind, payload = ev
+        if kind != STDIN or proc.stdin is None:
+            continue
+        if not payload:
+            proc.stdin.close()
+            continue
+        proc.stdin.write(payload)
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            await proc.stdin.drain()
+    if proc.stdin is not None:
+        proc.stdin.close()
+
+
+async def _exec_pipes(io: ExecIO, spawn: Spawn, *, stdin: bool, stdout: bool, stderr: bool) -> int:
     pipe, devnull = asyncio.subprocess.PIPE, asyncio.subprocess.DEVNULL
     proc = await spawn(stdin=pipe if stdin else devnull, stdout=pipe if stdout else devnull,
                        stderr=pipe if stderr else devnull)
@@ -124,28 +352,10 @@ async def _exec_pipes(ws: web.WebSocketResponse, spawn: Spawn, *, stdin: bool, s
     async def pump(stream: asyncio.StreamReader | None, channel: int) -> None:
         if stream is None:
             return
-        while True:
-            data = await stream.read(32768)
-            if not data:
-                return
-            with contextlib.suppress(ConnectionResetError):
-                await ws.send_bytes(bytes([channel]) + data)
+        while data := await stream.read(32768):
+            await io.out(channel, data)
 
-    async def feed() -> None:
-        async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
-                continue
-            ch, payload = msg.data[0], msg.data[1:]
-            if ch == STDIN and proc.stdin is not None:
-                proc.stdin.write(payload)
-                with contextlib.suppress(ConnectionResetError, BrokenPipeError):
-                    await proc.stdin.drain()
-            elif ch == CLOSE and v5 and payload[:1] == bytes([STDIN]) and proc.stdin is not None:
-                proc.stdin.close()
-        if proc.stdin is not None:
-            proc.stdin.close()
-
-    feeder = asyncio.ensure_future(feed())
+    feeder = asyncio.ensure_future(_feed_stdin(io, proc))
     await asyncio.gather(pump(proc.stdout, STDOUT), pump(proc.stderr, STDERR))
     code = await proc.wait()
     feeder.cancel()
@@ -154,38 +364,24 @@ async def _exec_pipes(ws: web.WebSocketResponse, spawn: Spawn, *, stdin: bool, s
     return code
 
 
-async def receive_console(path: str, timeout: float = 10.0) -> tuple[socket.socket, Awaitable[int]]:
-    """A unix socket runc sends the pty master to (`--console-socket`)."""
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(path)
-    srv.listen(1)
-    srv.setblocking(False)
-    loop = asyncio.get_running_loop()
-
-    async def accept() -> int:
-        conn, _ = await asyncio.wait_for(loop.sock_accept(srv), timeout)
-        with conn:
-            conn.setblocking(True)
-            _, fds, _, _ = await asyncio.to_thread(socket.recv_fds, conn, 4096, 1)
-        srv.close()
-        return fds[0]
-    return srv, accept()
+def _resize(master: int, size: Any) -> None:
+    with contextlib.suppress(ValueError, OSError, TypeError, AttributeError):
+        fcntl.ioctl(master, termios.TIOCSWINSZ,
+                    struct.pack("HHHH", int(size.get("Height", 24)), int(size.get("Width", 80)), 0, 0))
 
 
-async def _exec_tty(ws: web.WebSocketResponse, tty_spawn: Callable[[str], Awaitable[asyncio.subprocess.Process]],
+async def _exec_tty(io: ExecIO, tty_spawn: Callable[[int], Awaitable[asyncio.subprocess.Process]],
                     stdin: bool) -> int:
-    import tempfile
-    d = tempfile.mkdtemp(prefix="kubelite-console-")
-    path = os.path.join(d, "console.sock")
-    srv, master_fd_future = await receive_console(path)
+    """A pty of ours is the stdio of `runc exec --tty` in the foreground: runc makes the container's pty, puts
+    ours in raw mode and relays between them; on SIGWINCH it copies our size to the container's."""
+    master, slave = os.openpty()
     try:
-        proc = await tty_spawn(path)
-        master = await master_fd_future
+        proc = await tty_spawn(slave)
+    except BaseException:
+        os.close(master)
+        raise
     finally:
-        srv.close()
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-            os.rmdir(d)
+        os.close(slave)
     loop = asyncio.get_running_loop()
     os.set_blocking(master, False)
     out_q: asyncio.Queue[bytes | None] = asyncio.Queue()
@@ -195,7 +391,7 @@ async def _exec_tty(ws: web.WebSocketResponse, tty_spawn: Callable[[str], Awaita
             data = os.read(master, 32768)
         except BlockingIOError:
             return
-        except OSError:
+        except OSError:  # EIO: every holder of the other end is gone
             data = b""
         if not data:
             loop.remove_reader(master)
@@ -205,32 +401,40 @@ async def _exec_tty(ws: web.WebSocketResponse, tty_spawn: Callable[[str], Awaita
 
     async def pump_out() -> None:
         while (data := await out_q.get()) is not None:
-            await ws.send_bytes(bytes([STDOUT]) + data)
+            await io.out(STDOUT, data)
 
     async def feed() -> None:
-        async for msg in ws:
-            if msg.type != WSMsgType.BINARY or not msg.data:
-                continue
-            ch, payload = msg.data[0], msg.data[1:]
-            if ch == STDIN and stdin:
+        while (ev := await io.events.get()) is not None:
+            kind, payload = ev
+            if kind == STDIN and stdin and payload:
                 with contextlib.suppress(OSError):
                     os.write(master, payload)
-            elif ch == RESIZE:
-                with contextlib.suppress(ValueError, OSError):
-                    size = json.loads(payload)
-                    fcntl.ioctl(master, termios.TIOCSWINSZ,
-                                struct.pack("HHHH", int(size.get("Height", 24)), int(size.get("Width", 80)), 0, 0))
+            elif kind == RESIZE:
+                _resize(master, payload)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGWINCH)
 
     feeder = asyncio.ensure_future(feed())
     pumper = asyncio.ensure_future(pump_out())
     code = await proc.wait()
-    await asyncio.sleep(0.05)  # the last output still in the pty
-    readable()
+    # runc has exited: what it relayed is in our pty; read it all (EIO or EAGAIN ends it)
+    with contextlib.suppress(Exception):
+        loop.remove_reader(master)
+    os.set_blocking(master, True)
+    while True:
+        r, _, _ = select.select([master], [], [], 0)
+        if not r:
+            break
+        try:
+            data = os.read(master, 32768)
+        except OSError:
+            break
+        if not data:
+            break
+        out_q.put_nowait(data)
     out_q.put_nowait(None)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(pumper, 2)
-    with contextlib.suppress(Exception):
-        loop.remove_reader(master)
     os.close(master)
     feeder.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -238,195 +442,78 @@ async def _exec_tty(ws: web.WebSocketResponse, tty_spawn: Callable[[str], Awaita
     return code
 
 
-# ---------------------------------------------------------------- SPDY/3.1
-
-def _spdy_dictionary() -> bytes:
-    """The SPDY/3 header compression dictionary (draft-mbelshe-httpbis-spdy-00 §2.6.10.1), 1423 bytes."""
-    words = ("options head post put delete trace accept accept-charset accept-encoding accept-language "
-             "accept-ranges age allow authorization cache-control connection content-base content-encoding "
-             "content-language content-length content-location content-md5 content-range content-type date etag "
-             "expect expires from host if-match if-modified-since if-none-match if-range if-unmodified-since "
-             "last-modified location max-forwards pragma proxy-authenticate proxy-authorization range referer "
-             "retry-after server te trailer transfer-encoding upgrade user-agent vary via warning www-authenticate "
-             "method get status").split() + ["200 OK", "version", "HTTP/1.1", "url", "public", "set-cookie",
-                                              "keep-alive", "origin"]
-    tail = ("100101201202205206300302303304305306307402405406407408409410411412413414415416417502504505"
-            "203 Non-Authoritative Information204 No Content301 Moved Permanently400 Bad Request401 Unauthorized"
-            "403 Forbidden404 Not Found500 Internal Server Error501 Not Implemented503 Service Unavailable"
-            "Jan Feb Mar Apr May Jun Jul Aug Sept Oct Nov Dec 00:00:00 Mon, Tue, Wed, Thu, Fri, Sat, Sun, GMT"
-            "chunked,text/html,image/png,image/jpg,image/gif,application/xml,application/xhtml+xml,text/plain,"
-            "text/javascript,publicprivatemax-age=gzip,deflate,sdchcharset=utf-8charset=iso-8859-1,utf-,*,enq=0.")
-    d = b"".join(len(w).to_bytes(4, "big") + w.encode() for w in words) + tail.encode()
-    assert len(d) == 1423
-    return d
-
-
-SPDY_DICT = _spdy_dictionary()
-SYN_STREAM, SYN_REPLY, RST_STREAM, SETTINGS, PING, GOAWAY, HEADERS, WINDOW_UPDATE = 1, 2, 3, 4, 6, 7, 8, 9
-FLAG_FIN = 0x01
-
-
-def encode_headers(comp: Any, headers: dict[str, str]) -> bytes:
-    raw = struct.pack(">I", len(headers))
-    for k, v in headers.items():
-        kb, vb = k.lower().encode(), v.encode()
-        raw += struct.pack(">I", len(kb)) + kb + struct.pack(">I", len(vb)) + vb
-    return comp.compress(raw) + comp.flush(zlib.Z_SYNC_FLUSH)
-
-
-def decode_headers(decomp: Any, block: bytes) -> dict[str, str]:
-    raw = decomp.decompress(block)
-    (n,) = struct.unpack_from(">I", raw, 0)
-    off, out = 4, {}
-    for _ in range(n):
-        (kl,) = struct.unpack_from(">I", raw, off)
-        k = raw[off + 4:off + 4 + kl].decode()
-        off += 4 + kl
-        (vl,) = struct.unpack_from(">I", raw, off)
-        v = raw[off + 4:off + 4 + vl].decode()
-        off += 4 + vl
-        out[k] = v
-    return out
-
-
-def control_frame(ftype: int, flags: int, data: bytes) -> bytes:
-    return struct.pack(">HHI", 0x8000 | 3, ftype, (flags << 24) | len(data)) + data
-
-
-def data_frame(stream_id: int, flags: int, data: bytes) -> bytes:
-    return struct.pack(">II", stream_id & 0x7FFFFFFF, (flags << 24) | len(data)) + data
-
+# ---------------------------------------------------------------- port-forward
 
 Connector = Callable[[int], Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]]]
 
 
-class SpdyPortForward:
-    """The server side of one port-forward session over a websocket."""
+class PortForwardSession:
+    """The server side of one port-forward session: pairs of `error` + `data` streams per requestID, each pair
+    one connection to the pod's port."""
 
-    def __init__(self, ws: web.WebSocketResponse, connect: Connector) -> None:
-        self.ws = ws
+    def __init__(self, carrier: Carrier, connect: Connector) -> None:
         self.connect = connect
-        self.comp = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY,
-                                     SPDY_DICT)
-        self.decomp = zlib.decompressobj(zdict=SPDY_DICT)
-        self.buf = b""
-        self.streams: dict[int, dict[str, str]] = {}
-        self.pairs: dict[str, dict[str, int]] = {}  # requestID -> {"error": sid, "data": sid}
-        self.writers: dict[int, asyncio.StreamWriter] = {}
-        self.early: dict[int, list[tuple[bytes, bool]]] = {}  # data stream -> frames before the connection
+        self.session = SpdySession(carrier, self._stream)
+        self.pairs: dict[str, dict[str, SpdyStream]] = {}
         self.tasks: set[asyncio.Task] = set()
-        self.send_lock = asyncio.Lock()
 
-    async def send(self, frame: bytes) -> None:
-        async with self.send_lock:
-            if not self.ws.closed:
-                await self.ws.send_bytes(frame)
-
-    async def run(self) -> None:
-        async for msg in self.ws:
-            if msg.type != WSMsgType.BINARY:
-                continue
-            self.buf += msg.data
-            while len(self.buf) >= 8:
-                (length,) = struct.unpack_from(">I", self.buf, 4)
-                length &= 0xFFFFFF
-                if len(self.buf) < 8 + length:
-                    break
-                frame, self.buf = self.buf[:8 + length], self.buf[8 + length:]
-                await self._frame(frame)
-        for w in self.writers.values():
-            with contextlib.suppress(Exception):
-                w.close()
-        for t in self.tasks:
-            t.cancel()
-
-    async def _frame(self, frame: bytes) -> None:
-        first, second = struct.unpack_from(">II", frame, 0)
-        flags, data = second >> 24, frame[8:]
-        if first & 0x80000000:
-            ftype = first & 0xFFFF
-            if ftype == SYN_STREAM:
-                sid = struct.unpack_from(">I", data, 0)[0] & 0x7FFFFFFF
-                headers = decode_headers(self.decomp, data[10:])
-                await self._syn(sid, headers, flags)
-            elif ftype == HEADERS:
-                decode_headers(self.decomp, data[4:])  # keep the shared zlib context in step
-            elif ftype == PING:
-                await self.send(control_frame(PING, 0, data))
-            elif ftype == RST_STREAM:
-                sid = struct.unpack_from(">I", data, 0)[0] & 0x7FFFFFFF
-                w = self.writers.pop(sid, None)
-                if w is not None:
-                    w.close()
-            return
-        sid = first & 0x7FFFFFFF
-        w = self.writers.get(sid)
-        if w is None and sid in self.early:  # the pod connection is still being made: keep it for then
-            self.early[sid].append((data, bool(flags & FLAG_FIN)))
-            return
-        if w is not None:
-            if data:
-                w.write(data)
-                with contextlib.suppress(ConnectionError):
-                    await w.drain()
-            if flags & FLAG_FIN and w.can_write_eof():
-                with contextlib.suppress(OSError):
-                    w.write_eof()
-
-    async def _syn(self, sid: int, headers: dict[str, str], flags: int) -> None:
-        self.streams[sid] = headers
-        reply = struct.pack(">I", sid) + encode_headers(self.comp, {})
-        await self.send(control_frame(SYN_REPLY, 0, reply))
-        rid = headers.get("requestid", "")
-        kind = headers.get("streamtype", "")
+    def _stream(self, stream: SpdyStream) -> None:
+        rid = stream.headers.get("requestid", "")
         pair = self.pairs.setdefault(rid, {})
-        pair[kind] = sid
-        if kind == "data":
-            self.early[sid] = []
+        pair[stream.type] = stream
         if "error" in pair and "data" in pair:
-            t = asyncio.ensure_future(self._forward(rid, int(headers.get("port", "0") or 0), pair))
+            port = int(stream.headers.get("port", "0") or 0)
+            t = asyncio.ensure_future(self._forward(rid, port, pair["error"], pair["data"]))
             self.tasks.add(t)
             t.add_done_callback(self.tasks.discard)
 
-    async def _forward(self, rid: str, port: int, pair: dict[str, int]) -> None:
-        err_sid, data_sid = pair["error"], pair["data"]
+    async def run(self) -> None:
+        await self.session.run()
+        for t in list(self.tasks):
+            t.cancel()
+
+    async def _forward(self, rid: str, port: int, err: SpdyStream, data: SpdyStream) -> None:
         try:
             reader, writer = await self.connect(port)
         except Exception as e:  # noqa: BLE001 — reported on the error stream, as the kubelet does
             msg = (f"error forwarding port {port} to pod, uid : failed to execute portforward in network namespace: "
                    f"failed to connect to localhost:{port} inside namespace: {e}")
-            await self.send(data_frame(err_sid, 0, msg.encode()))
-            await self.send(data_frame(err_sid, FLAG_FIN, b""))
-            await self.send(data_frame(data_sid, FLAG_FIN, b""))
+            await err.write(msg.encode())
+            await err.close()
+            await data.close()
             self.pairs.pop(rid, None)
-            self.early.pop(data_sid, None)
             return
-        for data, fin in self.early.pop(data_sid, []):
-            if data:
-                writer.write(data)
-            if fin and writer.can_write_eof():
+
+        async def up() -> None:  # client -> pod
+            while chunk := await data.reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+            if writer.can_write_eof():
                 writer.write_eof()
-        self.writers[data_sid] = writer
+        upward = asyncio.ensure_future(up())
         try:
-            while True:
-                chunk = await reader.read(32768)
-                if not chunk:
-                    break
-                await self.send(data_frame(data_sid, 0, chunk))
+            while chunk := await reader.read(65536):
+                await data.write(chunk)
         except (ConnectionError, OSError):
             pass
         finally:
-            await self.send(data_frame(data_sid, FLAG_FIN, b""))
-            await self.send(data_frame(err_sid, FLAG_FIN, b""))
-            self.writers.pop(data_sid, None)
+            upward.cancel()
+            with contextlib.suppress(ConnectionError, OSError):
+                await data.close()
+                await err.close()
             writer.close()
             self.pairs.pop(rid, None)
 
 
 async def serve_portforward(request: web.Request, connect: Connector) -> web.StreamResponse:
+    if is_spdy_upgrade(request):
+        carrier, _ = await accept_upgrade(request, PORTFORWARD_SPDY_PROTOCOLS)
+        await PortForwardSession(carrier, connect).run()
+        await carrier.close()
+        return carrier.response
     ws = web.WebSocketResponse(protocols=(PORTFORWARD_PROTOCOL,), max_msg_size=0, autoping=True)
     await ws.prepare(request)
-    await SpdyPortForward(ws, connect).run()
+    await PortForwardSession(WebSocketCarrier(ws), connect).run()
     return ws
 
 
