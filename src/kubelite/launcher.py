@@ -14,7 +14,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 
-from .client import ApiClient
+from .client import ApiClient, SharedInformerFactory
 from .pki.components import CONTROLLER_MANAGER, SCHEDULER, write_component_kubeconfig
 
 log = logging.getLogger("kubelite.launcher")
@@ -25,6 +25,13 @@ SIMULATED_NODES = ("kubelite:simulated-nodes", ("system:masters",))
 # The built-in network add-ons (cluster DNS, service load balancer, ingress) read Secrets and write status
 # across namespaces, as the add-ons they replace do with cluster-wide roles.
 NETWORK_ADDONS = ("kubelite:network-addons", ("system:masters",))
+# The components of one process read through one set of informers (one list, watch and cache per resource
+# instead of one per component: most of the process's memory with many pods); each still writes as itself.
+# The shared reader lists and watches everything any of them reads.
+COMPONENT_INFORMERS = ("kubelite:component-informers", ("system:masters",))
+# The dashboard add-on installs its namespace, Service and Endpoints with this identity; what users do in the
+# dashboard goes with their own bearer tokens.
+DASHBOARD_INSTALLER = ("kubelite:dashboard-installer", ("system:masters",))
 
 
 @dataclass
@@ -53,6 +60,9 @@ class ComponentSettings:
     default_local_storage_path: str = ""
     container_log_max_size: str = "10Mi"  # the local node's containerLogMaxSize
     container_log_max_files: int = 5
+    dashboard: bool = True  # the web dashboard (tutorial B) on a NodePort over HTTPS
+    dashboard_port: int = 31213  # its node port; 0 = any free one
+    dashboard_token_ttl: int = 900  # seconds a dashboard login lasts after its last use; 0 = no limit
 
 
 @dataclass
@@ -60,6 +70,7 @@ class Components:
     stop: asyncio.Event
     tasks: dict[str, asyncio.Task]
     clients: list[ApiClient]
+    informers: SharedInformerFactory | None = None  # shared by the components; stopped after them
 
     def health(self) -> dict[str, str]:
         """ok / failed: <error> / stopped, per component."""
@@ -84,6 +95,8 @@ class Components:
             for task in self.tasks.values():
                 with contextlib.suppress(BaseException):
                     await task
+        if self.informers is not None:
+            await self.informers.stop()
         for client in self.clients:
             with contextlib.suppress(Exception):
                 await client.close()
@@ -125,6 +138,24 @@ def kubelet_serving_cert(data_dir: str, node_name: str) -> tuple[str, str]:
     return cert_file, key_file
 
 
+def dashboard_serving_cert(data_dir: str) -> tuple[str, str]:
+    """The dashboard's HTTPS certificate from the cluster CA, for this node's names and addresses."""
+    from .pki.ca import ensure_cluster_pki, host_identity
+    from .pki.certs import write_atomic
+
+    pki = ensure_cluster_pki(data_dir)
+    names, addresses = host_identity()
+    cert, key = pki.issue_server_cert("kubernetes-dashboard", [
+        "localhost", "kubernetes-dashboard", "kubernetes-dashboard.kubernetes-dashboard",
+        "kubernetes-dashboard.kubernetes-dashboard.svc", *sorted(names)],
+        ["127.0.0.1", *sorted(str(a) for a in addresses)])
+    cert_file = os.path.join(data_dir, "pki", "dashboard.crt")
+    key_file = os.path.join(data_dir, "pki", "dashboard.key")
+    write_atomic(key_file, key, 0o600)
+    write_atomic(cert_file, cert, 0o644)
+    return cert_file, key_file
+
+
 async def _run_node(config, stop: asyncio.Event, cleanup: bool) -> None:
     """A real node until `stop`; with `cleanup` its pods, their networks and the bridge go with it."""
     from .kubelet.runtime.node_agent import start_agent
@@ -144,6 +175,11 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
     tasks: dict[str, asyncio.Task] = {}
     clients: list[ApiClient] = []
     loop = asyncio.get_running_loop()
+    client = await loop.run_in_executor(None, _client, data_dir, server_url, "component-informers",
+                                        COMPONENT_INFORMERS)
+    clients.append(client)
+    shared = SharedInformerFactory(client)
+    shared.start()  # each informer starts when a component first asks for it
     if settings.controllers:
         from .controllers.manager import ControllerManagerConfig, run_controller_manager
 
@@ -157,14 +193,16 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
             overrides["extra"] = extra
         config = ControllerManagerConfig.for_data_dir(data_dir, **overrides)
         tasks["controller-manager"] = _logged("controller-manager",
-                                              run_controller_manager(client, stop=stop, config=config))
+                                              run_controller_manager(client, stop=stop, config=config,
+                                                                     informers=shared))
     if settings.scheduler:
         from .scheduler import SchedulerConfig, run_scheduler
 
         client = await loop.run_in_executor(None, _client, data_dir, server_url, "scheduler", SCHEDULER)
         clients.append(client)
         tasks["scheduler"] = _logged("scheduler", run_scheduler(
-            client, stop=stop, config=SchedulerConfig(**settings.scheduler_overrides)))
+            client, stop=stop, config=SchedulerConfig(**settings.scheduler_overrides),
+            informers=shared.scoped()))
     node_name = settings.node_name or socket.gethostname().lower()
     kind = settings.node_runtime
     if kind == "auto":
@@ -195,13 +233,14 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
             client = await loop.run_in_executor(None, _client, data_dir, server_url, "kube-proxy", NETWORK_ADDONS)
             clients.append(client)
             tasks["proxy"] = _logged("proxy", run_proxy(client, stop=stop, config=ProxyConfig(
-                node_name=node_name, cleanup_on_exit=settings.cleanup_on_exit)))
+                node_name=node_name, cleanup_on_exit=settings.cleanup_on_exit), informers=shared.scoped()))
     elif kind == "simulated":
         from .kubelet.agent import run_simulated_nodes
 
         client = await loop.run_in_executor(None, _client, data_dir, server_url, "local-node", SIMULATED_NODES)
         clients.append(client)
-        tasks["node"] = _logged("node", run_simulated_nodes(client, names=[node_name], stop=stop))
+        tasks["node"] = _logged("node", run_simulated_nodes(client, names=[node_name], stop=stop,
+                                                                 informers=shared.scoped()))
     if settings.simulated_nodes > 0:
         from .kubelet.agent import run_simulated_nodes
         from .kubelet.simulated import SimulatedConfig
@@ -211,7 +250,7 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
         clients.append(client)
         tasks["simulated-nodes"] = _logged("simulated-nodes", run_simulated_nodes(
             client, count=settings.simulated_nodes, stop=stop, prefix=settings.node_prefix,
-            config=SimulatedConfig(**settings.simulated_overrides)))
+            config=SimulatedConfig(**settings.simulated_overrides), informers=shared.scoped()))
     if settings.dns or settings.servicelb or settings.ingress:
         client = await loop.run_in_executor(None, _client, data_dir, server_url, "network-addons", NETWORK_ADDONS)
         clients.append(client)
@@ -219,15 +258,26 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
             from .proxy.dns import DNSConfig, run_dns
 
             tasks["dns"] = _logged("dns", run_dns(client, stop=stop, config=DNSConfig(
-                listen_host=settings.listen_host, port=settings.dns_port)))
+                listen_host=settings.listen_host, port=settings.dns_port), informers=shared.scoped()))
         if settings.servicelb:
             from .proxy.servicelb import run_servicelb
 
-            tasks["servicelb"] = _logged("servicelb", run_servicelb(client, stop=stop))
+            tasks["servicelb"] = _logged("servicelb", run_servicelb(client, stop=stop, informers=shared.scoped()))
         if settings.ingress:
             from .proxy.ingress import IngressConfig, run_ingress
 
             tasks["ingress"] = _logged("ingress", run_ingress(client, stop=stop, config=IngressConfig(
                 listen_host=settings.listen_host, http_port=settings.ingress_http_port or None,
-                https_port=settings.ingress_https_port or None)))
-    return Components(stop, tasks, clients)
+                https_port=settings.ingress_https_port or None), informers=shared.scoped()))
+    if settings.dashboard:
+        from .dashboard import DashboardConfig, run_dashboard
+
+        client = await loop.run_in_executor(None, _client, data_dir, server_url, "dashboard-installer",
+                                            DASHBOARD_INSTALLER)
+        clients.append(client)
+        cert_file, key_file = await loop.run_in_executor(None, dashboard_serving_cert, data_dir)
+        tasks["dashboard"] = _logged("dashboard", run_dashboard(client, stop=stop, config=DashboardConfig(
+            api_server=server_url, ca_file=os.path.join(data_dir, "pki", "ca.crt"), cert_file=cert_file,
+            key_file=key_file, listen_host=settings.listen_host, node_port=settings.dashboard_port,
+            token_ttl=settings.dashboard_token_ttl)))
+    return Components(stop, tasks, clients, shared)

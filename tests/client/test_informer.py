@@ -252,3 +252,77 @@ async def test_transient_errors_are_retried(bad):
         await asyncio.sleep(0.01)
     await inf.stop()
     assert client.watch_rvs[:2] == ["5", "5"] and inf.relists == 1
+
+
+def _managed(name: str, rv: int) -> dict:
+    obj = _obj(name, rv)
+    obj["metadata"]["managedFields"] = [{"manager": "kubectl", "operation": "Update", "fieldsV1": {"f:data": {}}}]
+    return obj
+
+
+async def test_factory_informers_drop_managed_fields_plain_ones_keep_them():
+    def client():
+        return FakeClient(lists=[([_managed("a", 1)], 5)],
+                          streams=[FakeStream([("MODIFIED", _managed("a", 6)), ("ADDED", _managed("b", 7))],
+                                              hang=True)])
+
+    seen = []
+    inf = SharedInformerFactory(client()).informer(CONFIGMAPS)  # type: ignore[arg-type]
+    inf.add_handler(seen.append, lambda old, new: seen.append(new))
+    inf.start()
+    plain = Informer(client(), CONFIGMAPS)  # type: ignore[arg-type]
+    plain.start()
+    for _ in range(100):
+        if len(inf) == 2 and len(plain) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert [o["metadata"]["resourceVersion"] for o in seen] == ["1", "6", "7"]
+    assert all("managedFields" not in o["metadata"] for o in seen + inf.list())
+    assert all(o["metadata"]["managedFields"] for o in plain.list())
+    await inf.stop()
+    await plain.stop()
+
+
+async def test_scoped_views_share_one_informer_and_take_only_their_handlers_away():
+    client = FakeClient(lists=[([_obj("a", 1)], 5)], streams=[FakeStream([], hang=True)])
+    shared = SharedInformerFactory(client)  # type: ignore[arg-type]
+    one, two = shared.scoped(), shared.scoped()
+    inf1, inf2 = one.informer(CONFIGMAPS), two.informer(CONFIGMAPS)
+    assert one.informer(CONFIGMAPS) is inf1 and inf1.informer is inf2.informer is shared.informer(CONFIGMAPS)
+    rec1, rec2 = Recorder(), Recorder()
+    inf1.add_handler(rec1.add, rec1.update, rec1.delete)
+    one.start()
+    assert await one.wait_for_sync(1)
+    inf2.add_handler(rec2.add, rec2.update, rec2.delete)  # late: the cached objects are replayed as adds
+    two.start()
+    assert await two.wait_for_sync(1)
+    assert rec1.log == rec2.log == [("add", "a", "1")]
+    assert inf2.get("n", "a") is inf1.get("n", "a") and len(inf2) == 1 and "n/a" in inf2
+    await one.stop()  # the first component goes (e.g. lost its lease): its handlers go, the cache stays
+    assert inf1.informer.started
+    inf1.informer._add("n/b", _obj("b", 6))
+    assert rec1.log == [("add", "a", "1")]
+    assert rec2.log == [("add", "a", "1"), ("add", "b", "6")]
+    assert len(client.watch_rvs) == 1  # one list and one watch for both components
+    registration = inf2.add_handler(None, None, rec2.delete)
+    inf2.remove_handler(registration)
+    inf1.informer._delete("n/b", _obj("b", 6))
+    assert rec2.log[-1] == ("delete", "b", "6") and len(rec2.log) == 3  # only the remaining handler ran
+    await shared.stop()
+    assert not inf1.informer.started
+
+
+def test_compact_shares_repeated_strings_and_keeps_values():
+    import orjson
+
+    from kubelite.client.informer import compact
+
+    raw = orjson.dumps({"metadata": {"name": "p", "managedFields": [{"manager": "m"}]},
+                        "spec": {"containers": [{"image": "nginx", "args": ["a", "b"]}], "n": 3},
+                        "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+    a, b = compact(orjson.loads(raw)), compact(orjson.loads(raw))
+    assert a == {"metadata": {"name": "p"}, "spec": {"containers": [{"image": "nginx", "args": ["a", "b"]}], "n": 3},
+                 "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    assert a["spec"]["containers"][0]["image"] is b["spec"]["containers"][0]["image"]
+    assert a["spec"]["containers"][0]["args"][1] is b["spec"]["containers"][0]["args"][1]
+    assert a["status"]["conditions"][0]["status"] is b["status"]["conditions"][0]["status"]

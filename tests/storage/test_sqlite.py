@@ -502,3 +502,79 @@ async def test_existing_loose_database_file_is_tightened(tmp_path):
         assert stat.S_IMODE(os.stat(str(path) + "-wal").st_mode) == 0o600
     finally:
         await store.close()
+
+
+# ---------------------------------------------------------------- paged reads at a past revision
+
+
+@pytest.mark.parametrize("path", ["latest-corrected", "history"])
+async def test_paged_reads_at_past_revisions_match_a_model(store, monkeypatch, path):
+    """Every page at every past revision holds exactly the keys live then, with their values then, whatever was
+    created, updated or deleted since, and remaining counts the rest; the two ways of reading agree."""
+    if path == "history":
+        monkeypatch.setattr("kubelite.storage.sqlite.PAST_READ_MAX_WRITES", 0)
+    rng = random.Random(7)
+    keys = [f"/registry/pods/ns{i % 3}/p{i:02d}" for i in range(40)]
+    model: dict[str, tuple[bytes, int, int]] = {}  # key -> (value, create_revision, mod_revision)
+    snapshots: dict[int, dict[str, tuple[bytes, int, int]]] = {}
+    await store.create("/registry/pods", b"not under the prefix")
+    await store.create("/registry/podsx/ns/a", b"a sibling prefix")
+    for step in range(300):
+        key = rng.choice(keys)
+        if key in model and rng.random() < 0.3:
+            _, rev = await store.delete(key)
+            del model[key]
+        elif key in model:
+            kv = await store.update(key, f"v{step}".encode())
+            model[key] = (kv.value, kv.create_revision, kv.mod_revision)
+        else:
+            kv = await store.create(key, f"v{step}".encode())
+            model[key] = (kv.value, kv.create_revision, kv.mod_revision)
+        if rng.random() < 0.1:
+            await store.create(f"/registry/leases/l{step}", b"noise")  # writes outside the prefix
+        snapshots[store.current_revision] = dict(model)
+    for revision in rng.sample(sorted(snapshots), 25):
+        for prefix in ("/registry/pods/", "/registry/pods/ns1/"):
+            want = sorted((k, v) for k, v in snapshots[revision].items() if k.startswith(prefix))
+            for limit in (0, 1, 7, 500):
+                got, start = [], ""
+                while True:
+                    page = await store.list(prefix, revision=revision, limit=limit, start_key=start)
+                    assert page.revision == revision
+                    got += [(kv.key, (kv.value, kv.create_revision, kv.mod_revision)) for kv in page.items]
+                    if not page.more:
+                        break
+                    assert len(page.items) == limit
+                    assert page.remaining == len(want) - len(got)
+                    start = page.items[-1].key
+                assert got == want, (revision, prefix, limit)
+
+
+async def test_past_page_when_keys_before_it_were_deleted_and_recreated(store):
+    for name in "abcdef":
+        await store.create(f"/p/{name}", name.encode())
+    at = store.current_revision
+    for name in "abc":  # gone from the latest state, so the latest-state read fills the page from further on
+        await store.delete(f"/p/{name}")
+    await store.create("/p/a", b"a again")
+    await store.create("/p/aa", b"new")
+    page = await store.list("/p/", revision=at, limit=4)
+    assert [(kv.key, kv.value) for kv in page.items] == [("/p/a", b"a"), ("/p/b", b"b"), ("/p/c", b"c"),
+                                                         ("/p/d", b"d")]
+    assert (page.more, page.remaining) == (True, 2)
+    rest = await store.list("/p/", revision=at, limit=4, start_key="/p/d")
+    assert [kv.key for kv in rest.items] == ["/p/e", "/p/f"] and not rest.more
+
+
+async def test_past_read_after_compaction(store):
+    await store.create("/p/a", b"1")
+    await store.update("/p/a", b"2")
+    at = store.current_revision
+    await store.update("/p/a", b"3")
+    await store.create("/p/b", b"b")
+    await store.compact(at)
+    page = await store.list("/p/", revision=at, limit=1)
+    assert [(kv.key, kv.value, kv.mod_revision) for kv in page.items] == [("/p/a", b"2", at)]
+    assert not page.more
+    with pytest.raises(CompactedError):
+        await store.list("/p/", revision=at - 1, limit=1)

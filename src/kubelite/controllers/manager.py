@@ -474,15 +474,18 @@ class ControllerManager:
     """The enabled controllers sharing one informer factory; `run(stop)` until `stop` is set (or cancelled)."""
 
     def __init__(self, client: ApiClient, config: ControllerManagerConfig,
-                 controllers: list[str] | None = None) -> None:
+                 controllers: list[str] | None = None, informers: SharedInformerFactory | None = None) -> None:
         self.client = client
         self.config = config
+        self.shared_informers = informers  # a process-wide factory (run() uses a scoped view of it)
         self.names = resolve_controllers(controllers, config)
         self.ctx: ControllerContext | None = None
         self.controllers: dict[str, Controller] = {}
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        self.ctx = ctx = ControllerContext(self.client, self.config)
+        shared = self.shared_informers
+        self.ctx = ctx = ControllerContext(self.client, self.config,
+                                           informers=shared.scoped() if shared is not None else None)
         creds = ServiceAccountCredentials(self.client, self.config)
         tasks: list[asyncio.Task] = []
         try:
@@ -537,21 +540,25 @@ class ControllerManager:
 
 
 async def run_controller_manager(client: ApiClient, *, stop: asyncio.Event, config: ControllerManagerConfig,
-                                 controllers: list[str] | None = None) -> None:
+                                 controllers: list[str] | None = None,
+                                 informers: SharedInformerFactory | None = None) -> None:
     """Run the controller-manager until `stop` is set.
+
+    With `informers` (a factory shared with other components of the process) the controllers read through
+    a scoped view of it: losing the lease removes their handlers and leaves the shared caches running.
 
     With `config.leader_elect` (the default) the controllers run only while this process holds the Lease
     `kube-system/kube-controller-manager`; losing it stops them and the process contends again.  The Lease
     is released on the way out so another instance takes over at once."""
     resolve_controllers(controllers, config)  # fail fast on unknown names
     if not config.leader_elect:
-        await ControllerManager(client, config, controllers).run(stop)
+        await ControllerManager(client, config, controllers, informers).run(stop)
         return
     identity = config.identity or default_identity()
     stop_wait = asyncio.ensure_future(stop.wait())
     try:
         while not stop.is_set():
-            manager = ControllerManager(client, config, controllers)
+            manager = ControllerManager(client, config, controllers, informers)
             elector = LeaderElector(client, config.lease_name, config.lease_namespace, identity,
                                     lease_duration=config.lease_duration, renew_deadline=config.renew_deadline,
                                     retry_period=config.retry_period,

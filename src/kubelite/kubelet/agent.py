@@ -128,7 +128,9 @@ class SimulatedNodes:
         for i, spec in enumerate(node_specs or ()):  # real nodes describe themselves
             self.nodes[spec.name] = _Node(spec=spec, index=len(self.nodes) + i)
         self.pods: dict[str, SimulatedPod] = {}  # "ns/name" -> runtime state
+        # the status last written per pod, until the informer shows that write (then the cache is as new)
         self._last_status: dict[str, Obj] = {}
+        self._last_status_rv: dict[str, int] = {}
         self.backoff = BackOff(self.cfg.backoff_initial, self.cfg.backoff_max)
         self.image_backoff = BackOff(self.cfg.backoff_initial, self.cfg.backoff_max)
         self.queue = WorkQueue("simulated-pods", ItemExponentialFailureRateLimiter(0.05, 10.0))
@@ -216,6 +218,8 @@ class SimulatedNodes:
             self.queue.add(_key(pod))
 
     def _on_update(self, old: Obj, new: Obj) -> None:
+        if self._last_status:
+            self._caught_up(_key(new), new)
         if not self._mine(new):
             return
         key = _key(new)
@@ -270,9 +274,18 @@ class SimulatedNodes:
             pool = n.pools[cidr] = IPPool(cidr)
         return pool
 
+    def _caught_up(self, key: str, pod: Obj) -> None:
+        """Forget the status last written for `pod` once the cached pod includes that write: thousands of
+        running pods would otherwise each keep a second copy of their status here."""
+        written = self._last_status_rv.get(key)
+        if written is not None and _rv(pod) >= written:
+            del self._last_status_rv[key]
+            self._last_status.pop(key, None)
+
     def _forget(self, key: str, pod: Obj | None = None) -> None:  # noqa: ARG002
         sp = self.pods.pop(key, None)
         self._last_status.pop(key, None)
+        self._last_status_rv.pop(key, None)
         if sp is None:
             return
         released = self.runtime.release(sp)
@@ -369,8 +382,8 @@ class SimulatedNodes:
             patch = None  # the next step is moments away; write once then
         if patch is not None:
             try:
-                await self.client.patch(PODS, meta.get("namespace"), meta["name"], patch, patch_type="strategic",
-                                        subresource="status")
+                written = await self.client.patch(PODS, meta.get("namespace"), meta["name"], patch,
+                                                  patch_type="strategic", subresource="status")
                 self.status_writes += 1
             except ClientError as e:
                 if e.code == 404:
@@ -378,6 +391,10 @@ class SimulatedNodes:
                     return
                 raise
             self._last_status[key] = status
+            self._last_status_rv[key] = _rv(written) if isinstance(written, dict) else 1 << 62
+            current = self.pod_informer.get_by_key(key)
+            if current is not None:
+                self._caught_up(key, current)  # the watch event may have come before the response
         if wake is not None:
             self.queue.add_after(key, max(0.0, wake - time.time()))
 
@@ -421,6 +438,13 @@ class SimulatedNodes:
             active = [n for n in self.nodes.values() if n.active]
             nxt = min((min(n.next_renew, n.next_status) for n in active), default=now + 1.0)
             await asyncio.sleep(min(1.0, max(0.05, nxt - time.time())))
+
+
+def _rv(obj: Obj) -> int:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or 0)
+    except (KeyError, TypeError, ValueError):
+        return 0
 
 
 def _key(pod: Obj) -> str:

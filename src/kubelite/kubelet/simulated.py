@@ -23,6 +23,7 @@ Pods owned by a Job exit 0 after `run_seconds` unless an annotation says otherwi
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 from collections.abc import Callable
@@ -151,6 +152,7 @@ def behaviour(pod: Obj, cfg: SimulatedConfig) -> Behaviour:
     return b
 
 
+@functools.lru_cache(maxsize=1024)  # every pod of a Deployment asks for the same few: one string each
 def normalize_image(image: str) -> str:
     """docker.io/library/nginx:latest for "nginx", as containerd names images."""
     name, digest = image, ""
@@ -168,6 +170,7 @@ def image_digest(image: str) -> str:
     return "sha256:" + hashlib.sha256(normalize_image(image).encode()).hexdigest()
 
 
+@functools.lru_cache(maxsize=1024)
 def image_id(image: str) -> str:
     repo = normalize_image(image).split("@")[0]
     base = repo.rsplit(":", 1)[0] if ":" in repo.rsplit("/", 1)[-1] else repo
@@ -201,6 +204,9 @@ class _Starting:
 
 class SimulatedPod:
     """The runtime state of one pod on a simulated node."""
+
+    __slots__ = ("uid", "node_name", "cfg", "rt", "sandbox_at", "starting", "ready_at", "exit_at", "terminate_at",
+                 "terminal", "ip")  # one per pod: tens of thousands
 
     def __init__(self, pod: Obj, cfg: SimulatedConfig, now: float) -> None:
         self.uid: str = pod["metadata"].get("uid", "")

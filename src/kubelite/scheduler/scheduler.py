@@ -14,6 +14,7 @@ from typing import Any
 
 from ..api.resources import Registry
 from ..client import ApiClient, ClientError, EventRecorder, LeaderElector, SharedInformerFactory
+from ..client.informer import ScopedInformerFactory
 from .algorithm import Algorithm, NoNodesAvailable
 from .cache import Cache, is_terminal
 from .config import SchedulerConfig
@@ -400,8 +401,8 @@ async def _run_once(client: ApiClient, config: SchedulerConfig, stop: asyncio.Ev
         sched.active = False
         watcher.cancel()
         await sched.recorder.stop()
-        if shared is None:
-            await factory.stop()
+        if shared is None or isinstance(shared, ScopedInformerFactory):
+            await factory.stop()  # a scoped view drops only this round's handlers; the process's caches stay
 
 
 __all__ = ["Scheduler", "run_scheduler"]
