@@ -93,3 +93,30 @@ async def test_recorder_is_bounded_and_non_blocking(api, ns):
         rec.event(obj, "Normal", "Flood", f"m{i}")  # returns at once even though nothing is written yet
     assert rec.dropped == 15
     await rec.stop()
+
+
+async def test_recorders_sharing_a_budget_drop_past_it(api, ns):
+    """Simulated nodes share one budget (the kubelet's eventRecordQPS/eventBurst): past it events are dropped."""
+    from kubelite.client.workqueue import BucketRateLimiter
+
+    now = [0.0]
+    budget = BucketRateLimiter(qps=2.0, burst=3, clock=lambda: now[0])
+    obj = await api.create(CONFIGMAPS, cm("budget", ns))
+    recs = [EventRecorder(api, "kubelet", host=f"node-{i}", limiter=budget) for i in range(2)]
+    for i in range(4):
+        for rec in recs:
+            rec.event(obj, "Normal", "Pulled", f"m{i}")
+    assert sum(r.dropped for r in recs) == 5  # 8 asked, a burst of 3 allowed
+    now[0] += 1.0  # two more tokens a second later
+    for rec in recs:
+        rec.event(obj, "Normal", "Started", "again")
+    assert sum(r.dropped for r in recs) == 5
+    recs[0].event(obj, "Normal", "Started", "once more")
+    assert sum(r.dropped for r in recs) == 6
+    for rec in recs:
+        await rec.flush()
+    events = (await api.list(EVENTS, ns))["items"]
+    assert sorted(e["source"]["host"] for e in events if e["involvedObject"]["name"] == "budget") == \
+        ["node-0", "node-0", "node-0", "node-1", "node-1"]
+    for rec in recs:
+        await rec.stop()
