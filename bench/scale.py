@@ -124,12 +124,20 @@ def create_deployments(s: requests.Session, url: str, total: int, per: int) -> N
         i += 1
 
 
-def kubectl_get_pods(c: Cluster, cache_dir: str) -> tuple[float, int]:
+def kubectl_get_pods(c: Cluster, cache_dir: str) -> tuple[float, int, float]:
+    """(seconds, lines printed, kubectl's own CPU seconds)."""
     began = time.monotonic()
-    out = subprocess.run(["kubectl", "--kubeconfig", os.path.join(c.data_dir, "admin.kubeconfig"),
-                          "--cache-dir", cache_dir, "get", "pods", "-A"], capture_output=True, check=True)
-    lines = out.stdout.count(b"\n")  # what `| wc -l` counts
-    return time.monotonic() - began, lines
+    proc = subprocess.Popen(["kubectl", "--kubeconfig", os.path.join(c.data_dir, "admin.kubeconfig"),
+                             "--cache-dir", cache_dir, "get", "pods", "-A"], stdout=subprocess.PIPE)
+    lines = 0
+    assert proc.stdout is not None
+    for chunk in iter(lambda: proc.stdout.read(1 << 16), b""):
+        lines += chunk.count(b"\n")  # what `| wc -l` counts
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.monotonic() - began
+    if status != 0:
+        raise SystemExit(f"kubectl get pods -A failed ({status})")
+    return took, lines, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -140,9 +148,18 @@ def main() -> None:
     parser.add_argument("--pods-only", action="store_true", help="POST bare pods instead of Deployments")
     parser.add_argument("--workers", type=int, default=16, help="concurrent POSTs with --pods-only")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--hold", type=float, default=0,
+                        help="seconds to keep the cluster up after measuring (to inspect its processes)")
+    parser.add_argument("--gets", type=int, default=2, help="how many `kubectl get pods -A` to time (first cold)")
+    parser.add_argument("--profile", metavar="SVG",
+                        help="record the API server with py-spy during the gets (a flame graph, or collapsed "
+                        "stacks if the name ends in .txt; needs py-spy)")
+    parser.add_argument("--data-dir", help="keep the cluster's data here; when it already holds the pods (an "
+                        "earlier run), skip creating them: restart and measure the gets at once")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kubelite-bench-") as tmp:
-        c = Cluster(data_dir=os.path.join(tmp, "data"), port=free_port(), cache_dir=os.path.join(tmp, "cache"),
+        data_dir = os.path.abspath(args.data_dir) if args.data_dir else os.path.join(tmp, "data")
+        c = Cluster(data_dir=data_dir, port=free_port(), cache_dir=os.path.join(tmp, "cache"),
                     command="up", extra_args=["--node-runtime", "none", "--simulated-nodes", str(args.nodes),
                                               "--disable", "dns,servicelb,ingress"])
         began = time.monotonic()
@@ -154,7 +171,9 @@ def main() -> None:
             pid = c.proc.pid
             cpu0 = {p: cpu_seconds(p) for p in [pid, *descendants(pid)]}
             began = time.monotonic()
-            if args.pods_only:
+            if pod_count(s, c.url) >= args.pods:
+                print("  the pods are there already (--data-dir of an earlier run)", flush=True)
+            elif args.pods_only:
                 create_bare_pods(c, args.pods, args.workers)
             else:
                 create_deployments(s, c.url, args.pods, args.per_deployment)
@@ -180,12 +199,28 @@ def main() -> None:
             total = sum(rss_mib(p) for p in procs)
             print(f"total_rss_mib                {total:.1f}  (target <= 2048: {'ok' if total <= 2048 else 'MISSED'})",
                   flush=True)
+            if args.hold:
+                print(f"holding {args.hold:.0f} s: pids {' '.join(map(str, procs))}", flush=True)
+                time.sleep(args.hold)
             cache = os.path.join(tmp, "kubectl-cache")
-            for label in ("cold", "warm"):
-                took, lines = kubectl_get_pods(c, cache)
+            spy = None
+            if args.profile:
+                fmt = ["--format", "raw"] if args.profile.endswith(".txt") else []
+                spy = subprocess.Popen(["py-spy", "record", "-p", str(pid), "-o", args.profile, "-r", "200",
+                                        "--nonblocking", *fmt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(1)
+            for i in range(args.gets):
+                label = "cold" if i == 0 else "warm"
+                cpu_before = cpu_seconds(pid)
+                took, lines, kubectl_cpu = kubectl_get_pods(c, cache)
                 verdict = "ok" if took <= 3.0 else "MISSED"
-                print(f"kubectl_get_pods_A_{label}_s    {took:.2f}  ({lines} lines; target <= 3 s: {verdict})",
+                print(f"kubectl_get_pods_A_{label}_s    {took:.2f}  ({lines} lines; target <= 3 s: {verdict}; "
+                      f"cpu: API server {cpu_seconds(pid) - cpu_before:.2f} s, kubectl {kubectl_cpu:.2f} s)",
                       flush=True)
+            if spy is not None:
+                spy.send_signal(__import__("signal").SIGINT)
+                spy.wait(timeout=60)
+                print(f"profile written to {args.profile}", flush=True)
         finally:
             c.stop()
 

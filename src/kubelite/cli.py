@@ -204,9 +204,9 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
         from .launcher import ComponentSettings, start_components
 
         disabled = {d.strip() for d in args.disable.split(",") if d.strip()}
-        unknown = disabled - {"dns", "servicelb", "ingress"}
+        unknown = disabled - {"dns", "servicelb", "ingress", "dashboard"}
         if unknown:
-            print(f"kubelite: error: --disable takes dns, servicelb, ingress; got {', '.join(sorted(unknown))}",
+            print(f"kubelite: error: --disable takes dns, servicelb, ingress, dashboard; got {', '.join(sorted(unknown))}",
                   file=sys.stderr)
             await server.stop()
             return 1
@@ -224,7 +224,9 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
                                          args.default_local_storage_path or os.path.join(config.data_dir,
                                                                                          "storage"))),
                                      container_log_max_size=args.container_log_max_size,
-                                     container_log_max_files=args.container_log_max_files)
+                                     container_log_max_files=args.container_log_max_files,
+                                     dashboard="dashboard" not in disabled, dashboard_port=args.dashboard_port,
+                                     dashboard_token_ttl=args.dashboard_token_ttl)
         if args.single_process or (os.cpu_count() or 1) < 2:
             components = await start_components(config.data_dir, server.url, settings)
             running = ", ".join(components.tasks) or "nothing else"
@@ -278,9 +280,11 @@ class _ComponentsProcess:
 async def _components_main(args: argparse.Namespace) -> int:
     import json
 
+    from .heap import tune_collector
     from .launcher import ComponentSettings, start_components
 
     settings = ComponentSettings(**json.loads(args.settings))
+    tune_collector()
     components = await start_components(args.data_dir, args.server, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -425,6 +429,44 @@ def _run(coro) -> int:
         return asyncio.run(coro)
 
 
+def _run_node_agent(args: argparse.Namespace) -> int:
+    """`kubelite agent` with a real runtime: a long-lived process whose idle memory is the node's overhead
+    (issue 5: <= 40 MiB).  It runs on asyncio's own loop, whose pure-Python code is loaded anyway, rather than
+    uvloop (~1.6 MiB more resident, no faster here: the agent waits on runc and the API server), and with
+    aiosignal's FrozenList in pure Python: the C++ build maps libstdc++ (~1.3 MiB) for short lists of callbacks."""
+    if "frozenlist" not in sys.modules and "FROZENLIST_NO_EXTENSIONS" not in os.environ:
+        os.environ["FROZENLIST_NO_EXTENSIONS"] = "1"
+        try:
+            import frozenlist  # noqa: F401
+        finally:
+            del os.environ["FROZENLIST_NO_EXTENSIONS"]  # not for runc, conmon, the CNI plugins …
+    # asyncio reads TLS into a buffer of its own per connection, 256 KiB by default; the agent keeps several
+    # open (its watches, requests, the kubelet API's clients), and reads of 64 KiB are plenty for their traffic
+    import asyncio.sslproto
+
+    asyncio.sslproto.SSLProtocol.max_size = min(asyncio.sslproto.SSLProtocol.max_size, 64 * 1024)
+    # its YAML files are read once at start-up: parsed by a child, PyYAML (~1 MiB) stays out of this process
+    from .client import yamlfiles
+
+    yamlfiles.parse_in_child([args.kubeconfig, args.registries or ""])
+    return asyncio.run(_node_agent_main(args))
+
+
+async def _node_agent_main(args: argparse.Namespace) -> int:
+    if sys.version_info < (3, 12):
+        # 3.11 waits for every child (runc, CNI plugins, probes' execs) in a thread of its own, and each thread
+        # may take a malloc arena of its own; a pidfd per child in the event loop needs none (3.12's default)
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except (AttributeError, OSError):
+            pass
+        else:
+            watcher = asyncio.PidfdChildWatcher()
+            watcher.attach_loop(asyncio.get_running_loop())
+            asyncio.set_child_watcher(watcher)
+    return await _component(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kubelite", description="A small, fast Kubernetes-compatible cluster.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -454,13 +496,19 @@ def main(argv: list[str] | None = None) -> int:
                          "one core); by default they get a process of their own")
     up.add_argument("--disable-controller-manager", action="store_true", help="do not run the controllers")
     up.add_argument("--disable", default="", metavar="LIST",
-                    help="built-in add-ons not to run, comma-separated: dns, servicelb, ingress")
+                    help="built-in add-ons not to run, comma-separated: dns, servicelb, ingress, dashboard")
     up.add_argument("--cluster-dns-port", type=int, default=53,
                     help="port of the cluster DNS server on the bind address (default: 53; 0 picks a free one)")
     up.add_argument("--ingress-http-port", type=int, default=80,
                     help="HTTP port of the ingress controller (default: 80; 0 picks a free one)")
     up.add_argument("--ingress-https-port", type=int, default=443,
                     help="HTTPS port of the ingress controller (default: 443; 0 picks a free one)")
+    up.add_argument("--dashboard-port", type=int, default=31213, metavar="NODEPORT",
+                    help="node port of the dashboard (HTTPS, Service kubernetes-dashboard/kubernetes-dashboard; "
+                         "default: 31213, another free one if taken; 0 picks a free one)")
+    up.add_argument("--dashboard-token-ttl", type=int, default=900, metavar="SECONDS",
+                    help="how long a dashboard login lasts after its last use, as the Dashboard's --token-ttl "
+                         "(default: 900; 0: until sign-out)")
     server = sub.add_parser("server", help="run the API server alone", description="Run the API server alone.")
     _add_server_flags(server)
     cm = sub.add_parser("controller-manager", help="run the controllers against an API server",
@@ -533,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return doctor(args.fix)
     try:
+        if args.command == "agent" and not args.simulated:
+            return _run_node_agent(args)
         if args.command in ("controller-manager", "scheduler", "agent"):
             return _run(_component(args))
         return _run(_serve(args, args.command))

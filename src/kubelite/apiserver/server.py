@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import gc
 import logging
 import os
 import socket
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from .. import heap
 from ..api import errors
 from ..api.resources import Registry
 from ..pki.ca import ClusterPKI, ensure_cluster_pki
@@ -48,12 +48,14 @@ class RunningServer:
     kubeconfig: str
     url: str
     _compactor: asyncio.Task | None = None
+    _trimmer: asyncio.Task | None = None  # returns freed heap memory (kubelite.heap)
 
     async def stop(self) -> None:
-        if self._compactor is not None:
-            self._compactor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._compactor
+        for task in (self._compactor, self._trimmer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.runner.cleanup()
         await self.ctx.store.close()
 
@@ -125,8 +127,7 @@ async def start(config: ServerConfig) -> RunningServer:
         await admission.start(ctx)  # built-in PriorityClasses, the quota refresher
         # Startup state (schemas, registry, policy) lives for the whole run: frozen, it leaves the collector's
         # view, so the full collections a large LIST or Table triggers walk only request garbage.
-        gc.collect()
-        gc.freeze()
+        heap.tune_collector()
         try:
             auditor = audit.build(config.audit_policy_file, config.audit_log_path,
                                   max_size_mb=config.audit_log_maxsize, max_backups=config.audit_log_maxbackup,
@@ -167,6 +168,7 @@ async def start(config: ServerConfig) -> RunningServer:
     ctx.ready = True
     server = RunningServer(config, ctx, runner, pki, kubeconfig, url)
     server._compactor = asyncio.create_task(_compaction_loop(ctx))
+    server._trimmer = asyncio.create_task(heap.trim_periodically())
     return server
 
 

@@ -78,13 +78,13 @@ class _LRU(OrderedDict):
             self.popitem(last=False)
 
 
-@dataclass
+@dataclass(slots=True)  # one per recent event: thousands of them
 class _Aggregate:
     messages: set[str] = field(default_factory=set)
     last: float = 0.0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Observed:
     count: int
     first_timestamp: str
@@ -93,7 +93,7 @@ class _Observed:
     seen: float
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bucket:
     tokens: float
     last: float

@@ -24,10 +24,10 @@ from typing import Any
 
 import aiohttp
 import orjson
-import yaml
 
 from ..api.errors import ApiError
 from ..api.resources import ResourceType
+from . import yamlfiles
 
 JSON = "application/json"
 PATCH_TYPES = {
@@ -129,8 +129,7 @@ def _bool(v: bool) -> str:
 
 
 def _load_kubeconfig(path: str, context: str | None) -> tuple[str, ssl.SSLContext | None, str | None]:
-    with open(path) as f:
-        cfg = yaml.safe_load(f) or {}
+    cfg = yamlfiles.load(path) or {}
     base = os.path.dirname(os.path.abspath(path))
     ctx_name = context or cfg.get("current-context")
     contexts = {c["name"]: c.get("context") or {} for c in cfg.get("contexts") or []}

@@ -58,7 +58,7 @@ class LogRotatePolicy:
 def parse_max_size(size: str | int) -> int:
     if isinstance(size, int):
         return size
-    from ..api.validation_kinds import parse_quantity
+    from ..api.quantity import parse_quantity
 
     text = str(size).strip()
     value = parse_quantity(text) if text else None

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from ..api.validation_kinds import parse_quantity
+from ..api.quantity import parse_quantity
 
 Obj = dict[str, Any]
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +35,15 @@ def _port(container: Obj, port: Any) -> int:
     raise ValueError(f"couldn't find port {port} in container")
 
 
+@functools.cache
+def _unverified_tls() -> ssl.SSLContext:
+    """HTTPS probes do not verify the server, as upstream's; one context for all of them (no CA store loaded)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 async def http_get(host: str, spec: Obj, container: Obj, timeout: float) -> ProbeResult:
     try:
         port = _port(container, spec.get("port"))
@@ -48,11 +59,7 @@ async def http_get(host: str, spec: Obj, container: Obj, timeout: float) -> Prob
     try:
         async with asyncio.timeout(timeout):
             if (spec.get("scheme") or "HTTP").upper() == "HTTPS":
-                import ssl
-                ctx = ssl.create_default_context()
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-                reader, writer = await asyncio.open_connection(target, port, ssl=ctx)
+                reader, writer = await asyncio.open_connection(target, port, ssl=_unverified_tls())
             else:
                 reader, writer = await asyncio.open_connection(target, port)
             req = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"

@@ -11,20 +11,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ipaddress
 import logging
 import os
+import socket
 import ssl
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from ..api.resources import Registry
 from ..client import ApiClient, ClientError
 from ..pki.tls import peer_identity
-from . import streaming
 from .stats import StatsProvider, boot_time
+
+# aiohttp.web and the streaming code are imported when the first client connects (`start`): an idle node
+# whose kubelet API no one calls does not carry them (~3 MiB resident)
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger("kubelite.kubelet.server")
 
@@ -60,10 +66,19 @@ class KubeletServer:
     _runner: web.AppRunner | None = None
     port: int = 0
     stats: StatsProvider = field(default_factory=StatsProvider)
-    streaming_idle_timeout: float = streaming.STREAMING_IDLE_TIMEOUT  # streamingConnectionIdleTimeout
+    # streamingConnectionIdleTimeout: streaming.STREAMING_IDLE_TIMEOUT, not imported here (see above)
+    streaming_idle_timeout: float = 4 * 3600.0
+    _listeners: list[socket.socket] = field(default_factory=list)
+    _serving: asyncio.Task | None = None
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._auth])
+        from aiohttp import web
+
+        @web.middleware
+        async def auth(request: web.Request, handler: Any) -> web.StreamResponse:
+            return await self._auth(request, handler)
+
+        app = web.Application(middlewares=[auth])
         r = app.router
         r.add_get("/healthz", self.healthz)
         r.add_get("/pods", self.pods)
@@ -77,24 +92,54 @@ class KubeletServer:
         return app
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:
-        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
-        await site.start()
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            self.port = server.sockets[0].getsockname()[1]
+        """Listen on host:port (0: a free port) and return the port.  The sockets are bound and listening
+        at once; the HTTP server (aiohttp.web) is set up when the first connection waits to be accepted."""
+        self._listeners = await _listen(host, port)
+        self.port = self._listeners[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+
+        def first_connection() -> None:
+            for s in self._listeners:
+                loop.remove_reader(s.fileno())
+            self._serving = asyncio.ensure_future(self._serve(ssl_context))
+        for s in self._listeners:
+            loop.add_reader(s.fileno(), first_connection)
         return self.port
 
+    async def _serve(self, ssl_context: ssl.SSLContext | None) -> None:
+        from aiohttp import web
+
+        try:
+            runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=2.0)
+            await runner.setup()
+            self._runner = runner
+            for s in self._listeners:
+                await web.SockSite(runner, s, ssl_context=ssl_context).start()
+        except Exception:
+            log.exception("the kubelet API server did not start")
+            for s in self._listeners:
+                s.close()  # refused rather than left waiting in the backlog
+
     async def stop(self) -> None:
+        if self._serving is None:
+            loop = asyncio.get_running_loop()
+            for s in self._listeners:
+                loop.remove_reader(s.fileno())
+        else:
+            await self._serving
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        for s in self._listeners:
+            s.close()
+        self._listeners = []
+        self._serving = None
 
     # -- authn / authz --------------------------------------------------------------------------------
 
-    @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        from aiohttp import web
+
         user = await self._authenticate(request)
         if user is None:
             return web.Response(status=401, text="Unauthorized")
@@ -158,17 +203,25 @@ class KubeletServer:
     # -- handlers -------------------------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
         return web.Response(text="ok")
 
     async def pods(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
         items = [p.spec for p in self.runtime.pods.values()]
         return web.json_response({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
 
     async def stats_summary(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
         pods = list(self.runtime.pods.values())
         return web.json_response(await self.stats.summary(self.node_name, boot_time(), pods))
 
     def _pod(self, request: web.Request) -> Any:
+        from aiohttp import web
+
         m = request.match_info
         p = self.runtime.find(m["namespace"], m["pod"], m.get("uid"))
         if p is None:
@@ -176,6 +229,8 @@ class KubeletServer:
         return p
 
     def _container(self, request: web.Request) -> tuple[Any, str]:
+        from aiohttp import web
+
         p = self._pod(request)
         name = request.match_info["container"]
         cid = p.container_id(name)
@@ -184,6 +239,8 @@ class KubeletServer:
         return p, cid
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
         p = self._pod(request)
         q = request.query
         name = request.match_info["container"]
@@ -207,6 +264,10 @@ class KubeletServer:
         return resp
 
     async def exec_(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
+        from . import streaming
+
         p, cid = self._container(request)
         q = request.query
         argv = q.getall("command", [])
@@ -227,6 +288,10 @@ class KubeletServer:
                                           idle_timeout=self.streaming_idle_timeout)
 
     async def attach(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
+        from . import streaming
+
         # attach follows the container's output (stdin is not held open by conmon here)
         p = self._pod(request)
         name = request.match_info["container"]
@@ -248,6 +313,8 @@ class KubeletServer:
                                             idle_timeout=self.streaming_idle_timeout)
 
     async def run(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
         p, cid = self._container(request)
         cmd = request.query.getall("cmd", []) or (await request.post()).getall("cmd", [])
         argv = cmd[0].split() if len(cmd) == 1 else list(cmd)
@@ -255,12 +322,40 @@ class KubeletServer:
         return web.Response(body=out, content_type="text/plain")
 
     async def portforward(self, request: web.Request) -> web.StreamResponse:
+        from . import streaming
+
         p = self._pod(request)
         netns = p.netns
 
         async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
             return await streaming.connect_in_netns(netns, port)
         return await streaming.serve_portforward(request, connect)
+
+
+async def _listen(host: str | None, port: int, backlog: int = 128) -> list[socket.socket]:
+    """Listening sockets for host:port as `loop.create_server` binds them (every address of the host)."""
+    try:
+        ipaddress.ip_address(host or "")
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICHOST)
+    except ValueError:
+        infos = await asyncio.get_running_loop().getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, type_, proto, _, addr in dict.fromkeys(infos):
+            s = socket.socket(family, type_, proto)
+            sockets.append(s)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind(addr)
+            s.listen(backlog)
+            s.setblocking(False)
+    except OSError:
+        for s in sockets:
+            s.close()
+        raise
+    return sockets
 
 
 # ---------------------------------------------------------------- CRI logs
@@ -395,32 +490,16 @@ def _rotated_away(f: Any, path: str) -> bool:
 
 def self_signed_context(node_name: str, ips: list[str], ca_pem: bytes, dir_: str) -> ssl.SSLContext:
     """The kubelet's serving certificate, self-signed as upstream's default, verifying clients with the CA."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     os.makedirs(dir_, exist_ok=True)
     cert_path, key_path = os.path.join(dir_, "kubelet.crt"), os.path.join(dir_, "kubelet.key")
     if not (os.path.exists(cert_path) and os.path.exists(key_path)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{node_name}@{int(time.time())}")])
-        now = dt.datetime.now(dt.UTC)
-        sans: list[x509.GeneralName] = [x509.DNSName(node_name)]
-        sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips if i]
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-                .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-                .not_valid_after(now + dt.timedelta(days=365))
-                .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-                .sign(key, hashes.SHA256()))
-        with open(key_path, "wb") as f:
-            f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
-        os.chmod(key_path, 0o600)
-        with open(cert_path, "wb") as f:
-            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        if "cryptography" in sys.modules:
+            from .selfsigned import write_self_signed
+
+            write_self_signed(node_name, ips, cert_path, key_path)
+        else:  # made by a child process, so that the long-lived agent never maps cryptography
+            subprocess.run([sys.executable, "-m", "kubelite.kubelet.selfsigned", node_name, cert_path, key_path,
+                            *ips], check=True)
     return serving_context(cert_path, key_path, ca_pem)
 
 

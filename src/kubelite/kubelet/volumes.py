@@ -332,5 +332,5 @@ class VolumeManager:
 
 
 def _bytes(q: str) -> int:
-    from ..api.validation_kinds import parse_quantity
+    from ..api.quantity import parse_quantity
     return int(parse_quantity(str(q)) or 0)

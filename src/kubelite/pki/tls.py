@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubelite.pki.ca import ClusterPKI
+if TYPE_CHECKING:  # the module serves the node agent too, which must not load cryptography (pki.ca) to run
+    from kubelite.pki.ca import ClusterPKI
 
 # CIS Kubernetes benchmark 1.2.29 / 4.2.12: ECDHE key exchange with AEAD ciphers only. TLS 1.3
 # suites are all AEAD and are not affected by this list.

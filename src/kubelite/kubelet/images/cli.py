@@ -10,10 +10,10 @@ import argparse
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from .archive import ImportError_, import_archive
-from .reference import InvalidReference, normalize
-from .store import ImageStore
+if TYPE_CHECKING:  # imported by the commands: every `kubelite` command builds this parser, the agent too
+    from .store import ImageStore
 
 
 def store_dir(data_dir: str) -> str:
@@ -22,6 +22,8 @@ def store_dir(data_dir: str) -> str:
 
 
 def _store(args: argparse.Namespace) -> ImageStore:
+    from .store import ImageStore
+
     return ImageStore(store_dir(args.data_dir))
 
 
@@ -35,6 +37,8 @@ def _human(n: float) -> str:
 
 def images_import(args: argparse.Namespace) -> int:
     """`kubelite images import FILE… [--name NAME]`"""
+    from .archive import ImportError_, import_archive
+
     store = _store(args)
     rc = 0
     for path in args.files:
@@ -71,6 +75,8 @@ def images_ls(args: argparse.Namespace) -> int:
 
 def images_rm(args: argparse.Namespace) -> int:
     """`kubelite images rm NAME|ID…`: untag, then free what nothing uses any more."""
+    from .reference import InvalidReference, normalize
+
     store = _store(args)
     rc = 0
     for name in args.images:

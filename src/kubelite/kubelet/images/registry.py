@@ -181,10 +181,9 @@ class RegistriesConfig:
     def load(cls, path: str | None, *, disable_default_endpoint: bool = False) -> RegistriesConfig:
         if not path:
             return cls(disable_default_endpoint=disable_default_endpoint)
-        import yaml
+        from ...client import yamlfiles
 
-        with open(path) as f:
-            return cls.from_dict(yaml.safe_load(f), disable_default_endpoint=disable_default_endpoint)
+        return cls.from_dict(yamlfiles.load(path), disable_default_endpoint=disable_default_endpoint)
 
     def endpoints(self, domain: str) -> list[Endpoint]:
         mirror = self.mirrors.get(domain)
@@ -404,6 +403,11 @@ class RegistryClient:
     def _ssl_for(self, host: str) -> ssl.SSLContext | bool:
         if host not in self._ssl:
             tls = dict(self.config.host_config(host).get("tls") or {})
+            if not tls:
+                # aiohttp's own verifying context: the system CAs, loaded once; one context per registry would
+                # load them all again (~2 MiB resident each)
+                self._ssl[host] = True
+                return True
             if tls.get("insecure_skip_verify"):
                 ctx = ssl.create_default_context()
                 ctx.check_hostname = False

@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import os
 import platform
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-from ...client import ApiClient
+from ...client import ApiClient, yamlfiles
 from .. import node as nodeapi
 from ..agent import SimulatedNodes
 from ..simulated import SimulatedConfig
@@ -68,8 +68,7 @@ def choose_runtime(wanted: str) -> str:
 
 
 def _kubeconfig_ca(path: str) -> bytes:
-    with open(path) as f:
-        cfg = yaml.safe_load(f)
+    cfg = yamlfiles.load(path)
     cluster = (cfg.get("clusters") or [{}])[0].get("cluster") or {}
     if cluster.get("certificate-authority-data"):
         return base64.b64decode(cluster["certificate-authority-data"])
@@ -174,6 +173,7 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
     nodes = SimulatedNodes(client, [], sim_cfg, runtime=runtime, node_specs=[spec])
     await nodes.start()
     runtime.spawn(_cleanup_later(runtime))
+    runtime.spawn(_trim_when_quiet(nodes))
     if log_policy.enabled:
         runtime.spawn(runtime.rotate_logs_forever(config.container_log_monitor_interval))
     return RunningAgent(nodes, runtime, server, client, registry_client)
@@ -183,6 +183,24 @@ async def _cleanup_later(runtime: Any) -> None:
     await asyncio.sleep(5.0)  # pods of this node have been synced (re-adopted) by now
     with contextlib.suppress(Exception):
         await runtime.cleanup_orphans()
+
+
+async def _trim_when_quiet(nodes: SimulatedNodes, quiet: float = 1.0, poll: float = 0.5) -> None:
+    """Hand the memory a burst of work used (start-up, image pulls and unpacking, pod syncs) back to the system
+    once the node has written no pod status for `quiet` seconds: freed but kept by malloc, it would count in
+    the idle node's resident memory.  A collection and a trim take a few ms, once per burst."""
+    from ... import heap
+
+    trimmed, seen, since = -1, nodes.status_writes, time.monotonic()
+    while True:
+        await asyncio.sleep(poll)
+        now, writes = time.monotonic(), nodes.status_writes
+        if writes != seen:
+            seen, since = writes, now
+        elif writes != trimmed and now - since >= quiet:
+            gc.collect()
+            heap.trim()
+            trimmed = writes
 
 
 def _os_image() -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from ...api.validation_kinds import parse_quantity
+from ...api.quantity import parse_quantity
 from ..lifecycle import format_pod
 
 Obj = dict[str, Any]
