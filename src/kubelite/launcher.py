@@ -189,7 +189,10 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
         overrides = dict(settings.controller_overrides)
         if settings.default_local_storage_path:
             extra = dict(overrides.get("extra") or {})
-            extra.setdefault("local-path-provisioner", {"storage_path": settings.default_local_storage_path})
+            local_path = {"storage_path": settings.default_local_storage_path}
+            if settings.node_runtime != "none":  # this machine's node: its volumes' directories go here
+                local_path["local_node"] = settings.node_name or socket.gethostname().lower()
+            extra.setdefault("local-path-provisioner", local_path)
             overrides["extra"] = extra
         config = ControllerManagerConfig.for_data_dir(data_dir, **overrides)
         tasks["controller-manager"] = _logged("controller-manager",

@@ -4,6 +4,7 @@ provisioned on the pod's node and Bound; reclaim Delete removes it, Retain keeps
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -158,3 +159,74 @@ async def _phase(client, name, phase):
 
 async def _gone(client, name):
     return await get(client, PVS, None, name) is None
+
+
+async def test_a_deleted_volume_on_this_machines_node_loses_its_directory(fresh_cluster, tmp_path):
+    """`kubelite up`: the controller-manager shares the machine with its node, so the directory of a deleted
+    local-path volume on that node is removed at once (and only a pvc-… directory right in the base dir)."""
+    base = tmp_path / "storage"
+    base.mkdir()
+    client = ApiClient.from_kubeconfig(fresh_cluster.kubeconfig)
+    stop = asyncio.Event()
+    config = ControllerManagerConfig(leader_elect=False, extra={
+        "local-path-provisioner": {"storage_path": str(base), "local_node": "sim-a"}})
+    manager = ControllerManager(client, config, CONTROLLERS)
+    task = asyncio.create_task(manager.run(stop))
+    nodes = SimulatedNodes(client, ["sim-a", "sim-b"], SimulatedConfig(start_seconds=0.05))
+    await nodes.start()
+    try:
+        await wait_for(lambda: get(client, CLASSES, None, "local-path"))
+        paths = {}
+        for node in ("sim-a", "sim-b"):
+            await client.create(PVCS, claim(f"d-{node}"), "default")
+            await client.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"u-{node}"},
+                                       "spec": {"nodeName": node, "containers": [{"name": "c", "image": "nginx"}],
+                                                "volumes": [{"name": "d", "persistentVolumeClaim": {
+                                                    "claimName": f"d-{node}"}}]}}, "default")
+            pvc = await wait_for(lambda n=node: _bound_claim(client, f"d-{n}"))
+            pv = await client.get(PVS, None, pvc["spec"]["volumeName"])
+            paths[node] = pv["spec"]["hostPath"]["path"]
+            os.makedirs(paths[node])  # what the kubelet does on the node (simulated nodes have no disk)
+            with open(os.path.join(paths[node], "data"), "w") as f:
+                f.write("x")
+        for node in ("sim-a", "sim-b"):
+            await client.delete(PODS, "default", f"u-{node}", grace_period_seconds=0)
+            await client.delete(PVCS, "default", f"d-{node}")
+        await wait_for(lambda: _no_volumes(client))
+        await wait_for(lambda: _false(os.path.exists(paths["sim-a"])))
+        assert os.path.isdir(paths["sim-b"])  # another node's disk: left, and recorded
+        cleanups = manager.controller("local-path-provisioner").cleanups
+        assert [(c.node, c.path) for c in cleanups] == [("sim-b", paths["sim-b"])]
+    finally:
+        await nodes.stop()
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await client.close()
+
+
+def test_only_volume_directories_right_in_the_base_are_removed(tmp_path):
+    from kubelite.controllers.localpath import _within
+
+    base = tmp_path / "storage"
+    (base / "pvc-1_default_d").mkdir(parents=True)
+    (tmp_path / "pvc-outside").mkdir()
+    os.symlink(tmp_path / "pvc-outside", base / "pvc-link")
+    assert _within(str(base / "pvc-1_default_d"), str(base))
+    assert not _within(str(base / "pvc-link"), str(base))  # a link leading out of the base
+    assert not _within(str(base), str(base))
+    assert not _within(str(base / "pvc-1_default_d" / ".." / ".."), str(base))
+    assert not _within(str(base / "other"), str(base))
+    assert not _within("/etc", str(base)) and not _within("", str(base))
+
+
+async def _bound_claim(client, name):
+    c = await client.get(PVCS, "default", name)
+    return c if c.get("status", {}).get("phase") == "Bound" else None
+
+
+async def _no_volumes(client):
+    return not (await client.list(PVS))["items"]
+
+
+async def _false(value):
+    return not value

@@ -2,14 +2,18 @@
 `rancher.io/local-path` get a hostPath PersistentVolume `pvc-<uid>` at
 `<storage_path>/pvc-<uid>_<namespace>_<name>` (DirectoryOrCreate) on the node the claim was scheduled to
 (`volume.kubernetes.io/selected-node`), with required node affinity to that node, pre-bound to the claim; the
-binder completes the binding.  Released volumes with reclaim policy Delete are deleted; their directories are
-recorded in `cleanups` for the node side to remove (nothing touches the disk here).
+binder completes the binding.  Released volumes with reclaim policy Delete are deleted; the directory goes too
+when the volume is on this machine's node (`local_node`, set by `kubelite up`), and is otherwise recorded in
+`cleanups` (upstream runs a helper pod on that node to remove it).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import posixpath
+import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +44,9 @@ class LocalPathConfig:
     # the base directory on the nodes: `kubelite controller-manager --default-local-storage-path` (default
     # below), `kubelite up` passes <data-dir>/storage as k3s does; the kubelet creates the directory
     storage_path: str = "/var/lib/kubelite/storage"
+    # the node on the controller-manager's own machine (`kubelite up`): a deleted volume's directory there is
+    # removed at once; on other nodes it is left (upstream runs a helper pod on the node for that)
+    local_node: str = ""
     workers: int = 2
 
 
@@ -55,6 +62,18 @@ class ProvisionDecision:
     volume: Obj | None = None
     error: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def _within(path: str, base: str) -> bool:
+    """`path` is a volume directory of ours: directly in `base`, named pvc-…, no link on the way out of it."""
+    if not path or not base:
+        return False
+    real, root = os.path.realpath(path), os.path.realpath(base)
+    return os.path.dirname(real) == root and os.path.basename(real).startswith("pvc-")
+
+
+def _remove_tree(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def volume_name(pvc: Obj) -> str:
@@ -188,6 +207,10 @@ class LocalPathProvisioner(Controller):
         except ClientError as e:
             if not (e.is_not_found or e.is_conflict):
                 raise
+            return
+        if node and node == self.cfg.local_node and _within(path, self.cfg.storage_path):
+            await asyncio.get_running_loop().run_in_executor(None, _remove_tree, path)
+            log.info("local-path: deleted volume %s and its directory %s", meta["name"], path)
             return
         self.cleanups.append(Cleanup(node=node, path=path, volume=meta["name"]))
         log.info("local-path: deleted volume %s; directory %s on node %s is left for the node to remove",
