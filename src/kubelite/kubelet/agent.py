@@ -136,7 +136,11 @@ class SimulatedNodes:
         self.queue = WorkQueue("simulated-pods", ItemExponentialFailureRateLimiter(0.05, 10.0))
         self._tasks: list[asyncio.Task] = []
         self.status_writes = 0
-        self.pod_informer = self.factory.informer(PODS)
+        # A kubelet on its own watches only its node's pods, as upstream's (spec.nodeName=<node>): a joined node
+        # of a big cluster does not cache every pod. Many simulated nodes, or components sharing the cache,
+        # read all pods once instead.
+        only = next(iter(self.nodes)) if self._own_factory and len(self.nodes) == 1 else None
+        self.pod_informer = self.factory.informer(PODS, field_selector=f"spec.nodeName={only}" if only else None)
         self.node_informer = self.factory.informer(NODES)
 
     # -- lifecycle ----------------------------------------------------------------------------------------
