@@ -28,7 +28,7 @@ NETWORK_ADDONS = ("kubelite:network-addons", ("system:masters",))
 # The components of one process read through one set of informers (one list, watch and cache per resource
 # instead of one per component: most of the process's memory with many pods); each still writes as itself.
 # The shared reader lists and watches everything any of them reads.
-COMPONENT_INFORMERS = ("kubelite:component-informers", ("system:masters",))
+COMPONENT_INFORMERS = ("kubelite:component-informers", ())  # reads only (rbac_bootstrap.py)
 # The dashboard add-on installs its namespace, Service and Endpoints with this identity; what users do in the
 # dashboard goes with their own bearer tokens.
 DASHBOARD_INSTALLER = ("kubelite:dashboard-installer", ("system:masters",))

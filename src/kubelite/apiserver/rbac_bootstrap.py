@@ -393,6 +393,11 @@ CLUSTER_ROLES["local-path-provisioner-role"] = ([
     _r(READ, "storage.k8s.io", "storageclasses"), _ev()], {}, None)
 CLUSTER_ROLE_BINDINGS["local-path-provisioner-bind"] = (
     "local-path-provisioner-role", [_subject("ServiceAccount", "local-path-provisioner-service-account", "kube-system")])
+# kubelite's components process reads through one shared informer cache (launcher.py) as this user: reads
+# only, of everything its parts watch (the garbage collector and quota monitors watch every resource).
+CLUSTER_ROLES["kubelite:component-informers"] = ([_r("get list watch", "*", "*")], {}, None)
+CLUSTER_ROLE_BINDINGS["kubelite:component-informers"] = (
+    "kubelite:component-informers", [_subject("User", "kubelite:component-informers")])
 
 # Namespaced roles of the bootstrap policy: (namespace, name) -> rules; bound to the same-named subjects below.
 ROLES: dict[tuple[str, str], list[dict[str, Any]]] = {
