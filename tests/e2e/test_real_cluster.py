@@ -107,6 +107,34 @@ def test_c1_c7_run_and_expose(real):
     assert "response:200" in logs  # busybox httpd -v logs each request it served
 
 
+def test_b1_dashboard_over_its_node_port_and_cluster_ip(real):
+    """Tutorial B.1 on a real node: the dashboard answers HTTPS on its node port at a node address other than
+    the one it listens on, and on its ClusterIP, through the proxy's rules."""
+    import ssl
+    import urllib.request
+
+    def service():
+        out = real.kubectl("-n", "kubernetes-dashboard", "get", "svc", "kubernetes-dashboard", "-o", "json").stdout
+        return json.loads(out) if out else None
+
+    svc = wait_for(service, timeout=30)
+    node_port, cluster_ip = svc["spec"]["ports"][0]["nodePort"], svc["spec"]["clusterIP"]
+    ca = ssl.create_default_context(cafile=os.path.join(real.data_dir, "pki", "ca.crt"))
+    ca.check_hostname = False  # reached by addresses the serving certificate need not name
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ca))
+    # the dashboard listens on the node port at 127.0.0.1 (its Endpoints); another address of this host reaches
+    # it only through the proxy's NodePort rules
+    endpoints = json.loads(real.kubectl("-n", "kubernetes-dashboard", "get", "endpoints", "kubernetes-dashboard",
+                                        "-o", "json", check=True).stdout)
+    assert endpoints["subsets"][0]["addresses"][0]["ip"] == "127.0.0.1"
+    addresses = subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+    urls = [f"https://{cluster_ip}:443/"]
+    urls += [f"https://{a}:{node_port}/" for a in addresses[:1] if ":" not in a and not a.startswith("127.")]
+    for url in urls:
+        page = wait_for(lambda u=url: opener.open(u, timeout=3).read().decode(), timeout=30)
+        assert "<html" in page and "token" in page.lower(), url  # the sign-in page
+
+
 def test_c6_port_forward(real):
     port = free_port()
     proc = subprocess.Popen([KUBECTL, "--kubeconfig", real.kubeconfig, "--cache-dir", real.cache_dir,
