@@ -139,6 +139,9 @@ def sign_in(driver, base: str, token: str) -> None:
     driver.get(base + "/login")
     driver.find_element(By.ID, "token").send_keys(token)
     driver.find_element(By.ID, "signin").click()
+    # the click returns before the form's answer is in: wait for the signed-in page or the login error, or a
+    # page opened next could race the session cookie
+    wait_for(lambda: driver.find_elements(By.ID, "user") or driver.find_elements(By.ID, "login-error"))
 
 
 def test_dashboard_in_a_real_browser(up, browser, tmp_path):
