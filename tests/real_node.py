@@ -3,9 +3,11 @@ host state they must leave as they found it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 
@@ -52,3 +54,35 @@ def http_get(url: str, headers: dict | None = None) -> str:
 def iptables_chains() -> set[str]:
     out = subprocess.run(["iptables-save"], capture_output=True, text=True).stdout
     return {line.split()[0][1:] for line in out.splitlines() if line.startswith(":KUBE-")}
+
+
+class AgentThread:
+    """A node agent on an event loop of its own, so the tests can block on kubectl (and restart the agent)."""
+
+    def __init__(self, config=None) -> None:
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.agent = None
+
+    def call(self, coro, timeout: float = 60):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self, config=None) -> None:
+        from kubelite.kubelet.runtime.node_agent import start_agent
+
+        self.config = config or self.config
+        self.agent = self.call(start_agent(self.config))
+
+    def stop(self, *, stop_containers: bool, timeout: float = 60) -> None:
+        agent, self.agent = self.agent, None
+        if agent is not None:
+            self.call(agent.stop(stop_containers=stop_containers), timeout)
+            if stop_containers:
+                self.call(agent.runtime.network.cleanup_node(), timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()

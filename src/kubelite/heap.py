@@ -13,11 +13,13 @@ Without glibc (musl, macOS) everything here does nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import gc
 import logging
+from collections.abc import Iterator
 
 log = logging.getLogger("kubelite.heap")
 
@@ -69,3 +71,20 @@ def tune_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No cyclic collection while a list is decoded or printed (code without awaits only).
+
+    Decoding builds ~100 dicts per object; each burst of allocations starts a collection that walks every live
+    container, the objects decoded so far included.  Paused, a 500-object page decodes ~1.5x faster and a
+    30,000-object list ~5x.  Decoded objects hold no cycles: they die by reference counting all the same."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

@@ -11,13 +11,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import pytest
 
 from kubelite_cluster import Cluster, free_port
-from real_node import http_get, requirements, wait_for
+from real_node import AgentThread, http_get, requirements, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "images"))
 
@@ -28,29 +27,11 @@ pytestmark = [*requirements(("runc", "conmon", "docker-registry", "iptables")),
               pytest.mark.skipif(not os.path.exists(K127), reason="needs kubectl 1.27")]
 
 
-class AgentThread:
-    """The node agent on an event loop of its own, so the tests can block on kubectl."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.agent = None
-
-    def call(self, coro, timeout: float = 60):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
 def node():
     from build_test_image import LocalRegistry, push_standard_images
 
-    from kubelite.kubelet.runtime.node_agent import AgentConfig, start_agent
+    from kubelite.kubelet.runtime.node_agent import AgentConfig
 
     base = tempfile.mkdtemp(prefix="kubelite-spdy-")
     with open("/proc/sys/net/ipv4/ip_forward") as f:
@@ -67,15 +48,13 @@ def node():
         cfg = AgentConfig(kubeconfig=cluster.kubeconfig, node_name="spdy-node", data_dir=f"{base}/agent",
                           runtime="runc", node_ip="127.0.0.1", kubelet_address="127.0.0.1", kubelet_port=0,
                           registries=regfile)
-        runner.agent = runner.call(start_agent(cfg))
+        runner.start(cfg)
         _apply(cluster, "sh1", 'command: ["sh", "-c", "exec sleep 3600"]')
         _apply(cluster, "web", "ports: [{containerPort: 80}]", image="nginx:latest")
         wait_for(lambda: _phase(cluster, "sh1") == "Running" and _phase(cluster, "web") == "Running", 60, 0.1)
         yield cluster
     finally:
-        if runner.agent is not None:
-            runner.call(runner.agent.stop(stop_containers=True))
-            runner.call(runner.agent.runtime.network.cleanup_node())
+        runner.stop(stop_containers=True)
         runner.close()
         registry.stop()
         cluster.stop()

@@ -12,13 +12,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 
 import pytest
 
 from kubelite_cluster import KUBECTL, Cluster, free_port
+from real_node import AgentThread
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "images"))
 
@@ -33,29 +33,11 @@ pytestmark = [
 ]
 
 
-class AgentThread:
-    """The node agent on an event loop of its own, so the tests can block on kubectl."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.agent = None
-
-    def call(self, coro, timeout: float = 60):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
 def node():
     from build_test_image import LocalRegistry, push_standard_images
 
-    from kubelite.kubelet.runtime.node_agent import AgentConfig, start_agent
+    from kubelite.kubelet.runtime.node_agent import AgentConfig
 
     base = tempfile.mkdtemp(prefix="kubelite-real-")
     with open("/proc/sys/net/ipv4/ip_forward") as f:
@@ -72,12 +54,10 @@ def node():
         cfg = AgentConfig(kubeconfig=cluster.kubeconfig, node_name="real-node", data_dir=f"{base}/agent",
                           runtime="runc", node_ip="127.0.0.1", kubelet_address="127.0.0.1", kubelet_port=0,
                           registries=regfile, backoff_initial=1.0, backoff_max=4.0)
-        runner.agent = runner.call(start_agent(cfg))
+        runner.start(cfg)
         yield cluster, runner
     finally:
-        if runner.agent is not None:
-            runner.call(runner.agent.stop(stop_containers=True))
-            runner.call(runner.agent.runtime.network.cleanup_node())
+        runner.stop(stop_containers=True)
         runner.close()
         registry.stop()
         cluster.stop()

@@ -16,13 +16,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import pytest
 
 from kubelite_cluster import Cluster, free_port
-from real_node import requirements, wait_for
+from real_node import AgentThread, requirements, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "images"))
 
@@ -91,37 +90,6 @@ spec:
     image: busybox
     command: ["sh", "-c", {json.dumps(command)}]
 """
-
-
-class AgentThread:
-    """The node agent on an event loop of its own, so the tests can block on kubectl and restart it."""
-
-    def __init__(self, config) -> None:
-        self.config = config
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.agent = None
-
-    def call(self, coro, timeout: float = 60):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def start(self) -> None:
-        from kubelite.kubelet.runtime.node_agent import start_agent
-
-        self.agent = self.call(start_agent(self.config))
-
-    def stop(self, *, stop_containers: bool) -> None:
-        agent, self.agent = self.agent, None
-        if agent is not None:
-            self.call(agent.stop(stop_containers=stop_containers))
-            if stop_containers:
-                self.call(agent.runtime.network.cleanup_node())
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

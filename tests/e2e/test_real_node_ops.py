@@ -17,18 +17,19 @@ import pytest
 
 from kubectl_output import rows
 from kubelite_cluster import KUBECTL, Cluster, free_port
+from real_node import AgentThread
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "images"))
 
-from test_real_containers import AgentThread, pytestmark  # noqa: E402,F401  (same requirements)
+from test_real_containers import pytestmark  # noqa: E402,F401  (same requirements)
 
 
 @pytest.fixture(scope="module")
 def node():
     from build_test_image import LocalRegistry, push_standard_images
 
-    from kubelite.kubelet.runtime.node_agent import AgentConfig, start_agent
+    from kubelite.kubelet.runtime.node_agent import AgentConfig
 
     base = tempfile.mkdtemp(prefix="kubelite-ops-")
     with open("/proc/sys/net/ipv4/ip_forward") as f:
@@ -45,12 +46,10 @@ def node():
         cfg = AgentConfig(kubeconfig=cluster.kubeconfig, node_name="ops-node", data_dir=f"{base}/agent",
                           runtime="runc", node_ip="127.0.0.1", kubelet_address="127.0.0.1", kubelet_port=0,
                           registries=regfile, backoff_initial=1.0, backoff_max=4.0)
-        runner.agent = runner.call(start_agent(cfg))
+        runner.start(cfg)
         yield cluster, runner
     finally:
-        if runner.agent is not None:
-            runner.call(runner.agent.stop(stop_containers=True), timeout=180)
-            runner.call(runner.agent.runtime.network.cleanup_node(), timeout=60)
+        runner.stop(stop_containers=True, timeout=180)
         runner.close()
         registry.stop()
         cluster.stop()

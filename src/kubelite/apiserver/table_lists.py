@@ -19,6 +19,7 @@ from aiohttp import web
 
 from ..api import tables
 from ..api.resources import ResourceType
+from ..heap import collector_paused
 from .responses import TABLE_TYPE
 
 PAGE = 500  # objects read, printed and written at a time
@@ -33,13 +34,13 @@ def wanted(request: web.Request) -> bool:
     return bool(query.get("limit")) and not query.get("continue") and query.get("limit") != "0"
 
 
-async def whole_table(request: web.Request, rt: ResourceType, include_object: str, read_page: PageReader,
-                      paused: Callable[[], Any]) -> web.StreamResponse:
+async def whole_table(request: web.Request, rt: ResourceType, include_object: str,
+                      read_page: PageReader) -> web.StreamResponse:
     """Errors before the first byte (a bad selector, a compacted revision) are answered as usual by the caller's
     handler; one after it (the revision compacted between two pages) can only end the response early."""
     items, revision, token = await read_page(PAGE, "")
     printer = tables.printer_for(rt)
-    with paused():
+    with collector_paused():
         head = orjson.dumps({"kind": "Table", "apiVersion": "meta.k8s.io/v1",
                              "metadata": {"resourceVersion": str(revision)},
                              "columnDefinitions": printer.column_definitions()})
@@ -48,7 +49,7 @@ async def whole_table(request: web.Request, rt: ResourceType, include_object: st
     await response.write(head[:-1] + b',"rows":[')
     separator = b""
     while True:
-        with paused():
+        with collector_paused():
             rows = tables.table_rows(rt, items, include_object=include_object, printer=printer)
             chunk = orjson.dumps(rows)[1:-1]
         del items, rows

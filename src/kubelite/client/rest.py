@@ -223,8 +223,11 @@ class ApiClient:
             connector = aiohttp.TCPConnector(limit=self.pool_size, limit_per_host=0,
                                              ssl=self.ssl_context if self.ssl_context is not None else False,
                                              keepalive_timeout=60.0, enable_cleanup_closed=False)
+            # no cookie jar: an API client keeps no cookies (and nothing one caller's request brings back may
+            # travel with another's, when calls carry different users' tokens)
             self._session = aiohttp.ClientSession(
                 connector=connector, headers=self._headers, json_serialize=lambda o: orjson.dumps(o).decode(),
+                cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=aiohttp.ClientTimeout(total=self.timeout), auto_decompress=True, skip_auto_headers=())
         return self._session
 
@@ -240,13 +243,16 @@ class ApiClient:
         await self.close()
 
     async def request(self, method: str, path: str, *, params: dict[str, str] | None = None,
-                      body: Any = None, content_type: str = JSON, raw: bool = False) -> Any:
-        """One API call; returns the decoded JSON body (bytes if `raw`). Raises ClientError on non-2xx."""
-        headers = None
+                      body: Any = None, content_type: str = JSON, raw: bool = False,
+                      headers: dict[str, str] | None = None) -> Any:
+        """One API call; returns the decoded JSON body (bytes if `raw`). Raises ClientError on non-2xx.
+
+        `headers` are added to this call's (e.g. another user's Authorization over this client's pool)."""
+        headers = dict(headers) if headers else None
         data = None
         if body is not None:
             data = body if isinstance(body, bytes | str) else orjson.dumps(body)
-            headers = {"Content-Type": content_type}
+            headers = {**(headers or {}), "Content-Type": content_type}
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_in_flight)
         async with self._slots, self.session.request(method, self.server_url + path, params=params, data=data,

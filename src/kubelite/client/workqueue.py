@@ -70,18 +70,19 @@ class BucketRateLimiter:
         self._tokens = float(burst)
         self._last = clock()
 
-    def when(self, item: Hashable) -> float:
+    def _refill(self) -> None:
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
         self._last = now
+
+    def when(self, item: Hashable) -> float:
+        self._refill()
         self._tokens -= 1.0
         return 0.0 if self._tokens >= 0 else -self._tokens / self.qps
 
     def allow(self) -> bool:
         """Take a token if one is there (never waits): for what is dropped rather than delayed."""
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.qps)
-        self._last = now
+        self._refill()
         if self._tokens < 1.0:
             return False
         self._tokens -= 1.0

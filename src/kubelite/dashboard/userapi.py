@@ -11,10 +11,7 @@ import time
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-import orjson
-
-from ..client import ClientError
+from ..client import ApiClient
 
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -25,28 +22,15 @@ class ApiServer:
 
     def __init__(self, server_url: str, ca_file: str | None = None, ssl_context: ssl.SSLContext | None = None,
                  timeout: float = 30.0) -> None:
-        self.server_url = server_url.rstrip("/")
-        if ssl_context is None and self.server_url.startswith("https://"):
+        if ssl_context is None and server_url.startswith("https://"):
             ssl_context = ssl.create_default_context(cafile=ca_file)
-        self.ssl_context = ssl_context
-        self.timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
+        # one connection pool with no credential of its own: each call carries its user's token
+        self.client = ApiClient(server_url, ssl_context, user_agent="kubernetes-dashboard/v1.33 (kubelite)",
+                                timeout=timeout)
         self._discovery: dict[str, tuple[float, dict[str, Any]]] = {}
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # no cookie jar: nothing one user's request brings back may travel with another user's
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self.ssl_context if self.ssl_context is not None else False),
-                cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=self.timeout),
-                headers={"User-Agent": "kubernetes-dashboard/v1.33 (kubelite)"})
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        await self.client.close()
 
     def as_user(self, token: str) -> UserApi:
         return UserApi(self, token)
@@ -59,20 +43,9 @@ class UserApi:
 
     async def request(self, method: str, path: str, *, params: dict[str, str] | None = None, body: Any = None,
                       content_type: str = JSON, raw: bool = False) -> Any:
-        headers = dict(self._auth)
-        headers["Accept"] = "*/*" if raw else JSON
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else orjson.dumps(body)
-            headers["Content-Type"] = content_type
-        async with self.server.session.request(method, self.server.server_url + path, params=params, data=data,
-                                               headers=headers) as resp:
-            payload = await resp.read()
-            if resp.status >= 300:
-                raise ClientError.from_body(resp.status, payload)
-        if raw:
-            return payload
-        return orjson.loads(payload) if payload else None
+        headers = {**self._auth, "Accept": "*/*" if raw else JSON}
+        return await self.server.client.request(method, path, params=params, body=body, content_type=content_type,
+                                                raw=raw, headers=headers)
 
     async def whoami(self) -> dict[str, Any]:
         """The token's user (SelfSubjectReview); 401 when the API server does not accept the token."""
