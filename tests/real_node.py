@@ -4,9 +4,12 @@ host state they must leave as they found it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -86,3 +89,44 @@ class AgentThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+SYSCTLS = ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv4/conf/all/route_localnet")
+
+
+@contextlib.contextmanager
+def up_with_real_node(prefix: str, node_name: str, extra_args: list[str]):
+    """`kubelite up` with a runc node named `node_name` whose docker.io is a local registry holding our test
+    images; afterwards the cluster is stopped, its files removed and the sysctls it turned on put back."""
+    import kubelite_cluster
+
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "images"))
+    from build_test_image import LocalRegistry, push_standard_images
+
+    base = tempfile.mkdtemp(prefix=prefix)
+    saved = {}
+    for path in SYSCTLS:
+        with open(path) as f:
+            saved[path] = f.read()
+    registry = LocalRegistry().start()
+    cluster = None
+    try:
+        asyncio.run(push_standard_images(registry.host))
+        regfile = f"{base}/registries.yaml"
+        with open(regfile, "w") as f:
+            f.write(f"mirrors:\n  docker.io:\n    endpoint:\n      - http://{registry.host}\n")
+        cluster = kubelite_cluster.Cluster(
+            data_dir=f"{base}/data", port=kubelite_cluster.free_port(), cache_dir=f"{base}/cache", command="up",
+            extra_args=["--node-runtime", "runc", "--node-name", node_name, "--registries", regfile,
+                        "--kubelet-port", str(kubelite_cluster.free_port()), "--cluster-dns-port", "0",
+                        "--cleanup-on-exit", *extra_args])
+        cluster.start(timeout=60)
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        registry.stop()
+        for path, value in saved.items():
+            with open(path, "w") as f:
+                f.write(value)
+        shutil.rmtree(base, ignore_errors=True)

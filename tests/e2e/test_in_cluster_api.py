@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 
 import pytest
 
-from kubelite_cluster import Cluster, free_port
-from real_node import iptables_chains, requirements, wait_for
+from kubelite_cluster import Cluster
+from real_node import iptables_chains, requirements, up_with_real_node, wait_for
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "images"))
 
@@ -117,40 +115,11 @@ print(" ".join(p.metadata.name for p in client.CoreV1Api().list_namespaced_pod(n
 
 @pytest.fixture(scope="module")
 def real():
-    import asyncio
-
-    from build_test_image import LocalRegistry, push_standard_images
-
-    base = tempfile.mkdtemp(prefix="kubelite-incluster-")
-    with open("/proc/sys/net/ipv4/ip_forward") as f:
-        ip_forward = f.read()
-    with open("/proc/sys/net/ipv4/conf/all/route_localnet") as f:
-        route_localnet = f.read()
     before_chains = iptables_chains()
-    registry = LocalRegistry().start()
-    cluster = None
-    try:
-        asyncio.run(push_standard_images(registry.host))
-        regfile = f"{base}/registries.yaml"
-        with open(regfile, "w") as f:
-            f.write(f"mirrors:\n  docker.io:\n    endpoint:\n      - http://{registry.host}\n")
-        cluster = Cluster(data_dir=f"{base}/data", port=free_port(), cache_dir=f"{base}/cache", command="up",
-                          extra_args=["--node-runtime", "runc", "--node-name", "real-ic", "--registries", regfile,
-                                      "--kubelet-port", str(free_port()), "--cluster-dns-port", "0",
-                                      "--disable", "servicelb,ingress", "--cleanup-on-exit"])
-        cluster.start(timeout=60)
+    with up_with_real_node("kubelite-incluster-", "real-ic", ["--disable", "servicelb,ingress"]) as cluster:
         wait_for(lambda: json.loads(cluster.kubectl("get", "node", "real-ic", "-o", "json").stdout or "{}")
                  .get("spec", {}).get("podCIDR"), timeout=60)
         yield cluster
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        registry.stop()
-        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-            f.write(ip_forward)
-        with open("/proc/sys/net/ipv4/conf/all/route_localnet", "w") as f:
-            f.write(route_localnet)
-        shutil.rmtree(base, ignore_errors=True)
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     if not any(line.startswith("kl-") for line in netns.splitlines()):  # no other real node on this host
         assert iptables_chains() <= before_chains, iptables_chains() - before_chains

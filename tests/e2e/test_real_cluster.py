@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
 from kubectl_output import rows
-from kubelite_cluster import KUBECTL, Cluster, free_port
-from real_node import http_get, iptables_chains, requirements, wait_for
+from kubelite_cluster import KUBECTL, free_port
+from real_node import http_get, iptables_chains, requirements, up_with_real_node, wait_for
 from tutorial_manifests import NGINX_DEPLOYMENT, NGINX_NODEPORT_SERVICE
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "images"))
@@ -27,39 +25,10 @@ NGINX = NGINX_DEPLOYMENT + NGINX_NODEPORT_SERVICE
 
 @pytest.fixture(scope="module")
 def real():
-    import asyncio
-
-    from build_test_image import LocalRegistry, push_standard_images
-
-    base = tempfile.mkdtemp(prefix="kubelite-up-real-")
-    with open("/proc/sys/net/ipv4/ip_forward") as f:
-        ip_forward = f.read()
-    with open("/proc/sys/net/ipv4/conf/all/route_localnet") as f:
-        route_localnet = f.read()
     before_chains = iptables_chains()
-    registry = LocalRegistry().start()
-    cluster = None
-    try:
-        asyncio.run(push_standard_images(registry.host))
-        regfile = f"{base}/registries.yaml"
-        with open(regfile, "w") as f:
-            f.write(f"mirrors:\n  docker.io:\n    endpoint:\n      - http://{registry.host}\n")
-        cluster = Cluster(data_dir=f"{base}/data", port=free_port(), cache_dir=f"{base}/cache", command="up",
-                          extra_args=["--node-runtime", "runc", "--node-name", "real-up", "--registries", regfile,
-                                      "--kubelet-port", str(free_port()), "--cluster-dns-port", "0",
-                                      "--ingress-http-port", str(free_port()), "--ingress-https-port", "0",
-                                      "--cleanup-on-exit"])
-        cluster.start(timeout=60)
+    with up_with_real_node("kubelite-up-real-", "real-up", [
+            "--ingress-http-port", str(free_port()), "--ingress-https-port", "0"]) as cluster:
         yield cluster
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        registry.stop()
-        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-            f.write(ip_forward)
-        with open("/proc/sys/net/ipv4/conf/all/route_localnet", "w") as f:
-            f.write(route_localnet)
-        shutil.rmtree(base, ignore_errors=True)
     # everything the cluster created on the host is gone
     assert iptables_chains() <= before_chains, iptables_chains() - before_chains
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout

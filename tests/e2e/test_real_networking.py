@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
 from kubelite_cluster import Cluster, free_port
-from real_node import http_get, iptables_chains, requirements, wait_for
+from real_node import http_get, iptables_chains, requirements, up_with_real_node, wait_for
 from tutorial_manifests import NGINX_DEPLOYMENT, NGINX_NODEPORT_SERVICE
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "images"))
@@ -188,45 +186,18 @@ def node_ready_with_pod_cidr(cluster: Cluster, name: str) -> bool:
 
 @pytest.fixture(scope="module")
 def real():
-    import asyncio
-
-    from build_test_image import LocalRegistry, push_standard_images
-
-    base = tempfile.mkdtemp(prefix="kubelite-up-net-")
-    with open("/proc/sys/net/ipv4/ip_forward") as f:
-        ip_forward = f.read()
-    with open("/proc/sys/net/ipv4/conf/all/route_localnet") as f:
-        route_localnet = f.read()
     before_chains = iptables_chains()
-    registry = LocalRegistry().start()
-    cluster = None
     our_netns: set[str] = set()
-    try:
-        asyncio.run(push_standard_images(registry.host))
-        regfile = f"{base}/registries.yaml"
-        with open(regfile, "w") as f:
-            f.write(f"mirrors:\n  docker.io:\n    endpoint:\n      - http://{registry.host}\n")
-        cluster = Cluster(data_dir=f"{base}/data", port=free_port(), cache_dir=f"{base}/cache", command="up",
-                          extra_args=["--node-runtime", "runc", "--node-name", "real-net", "--registries", regfile,
-                                      "--kubelet-port", str(free_port()), "--cluster-dns-port", "0",
-                                      "--ingress-http-port", str(free_port()), "--ingress-https-port", "0",
-                                      "--cleanup-on-exit"])
-        cluster.start(timeout=60)
+    with up_with_real_node("kubelite-up-net-", "real-net", [
+            "--ingress-http-port", str(free_port()), "--ingress-https-port", "0"]) as cluster:
         # pods made before the node has its spec.podCIDR get addresses from the kubelet's fallback range, and
         # the bridge keeps that address: start from a node that is Ready with its range
         wait_for(lambda: node_ready_with_pod_cidr(cluster, "real-net"), timeout=60)
-        yield cluster
-    finally:
-        if cluster is not None:
+        try:
+            yield cluster
+        finally:
             uids = cluster.kubectl("get", "pods", "-A", "-o", "jsonpath={.items[*].metadata.uid}").stdout.split()
             our_netns = {"kl-" + uid.replace("-", "")[:16] for uid in uids}
-            cluster.stop()
-        registry.stop()
-        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-            f.write(ip_forward)
-        with open("/proc/sys/net/ipv4/conf/all/route_localnet", "w") as f:
-            f.write(route_localnet)
-        shutil.rmtree(base, ignore_errors=True)
     # everything the cluster created on the host is gone
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     left = {line.split()[0] for line in netns.splitlines() if line.strip()}

@@ -30,8 +30,7 @@ PageReader = Callable[[int, str], Awaitable[tuple[list[dict[str, Any]], int, str
 
 def wanted(request: web.Request) -> bool:
     """A Table list in chunks from the start: the case answered whole."""
-    query = request.query
-    return bool(query.get("limit")) and not query.get("continue") and query.get("limit") != "0"
+    return request.query.get("limit", "0") not in ("", "0") and not request.query.get("continue")
 
 
 async def whole_table(request: web.Request, rt: ResourceType, include_object: str,
