@@ -63,8 +63,9 @@ def report(name: str, value: float, unit: str) -> None:
 
 
 class Server:
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, extra_args: list[str] | None = None) -> None:
         self.data_dir = data_dir
+        self.extra_args = list(extra_args or [])
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
 
@@ -75,7 +76,7 @@ class Server:
     def start(self) -> float:
         began = time.monotonic()
         self.proc = subprocess.Popen([sys.executable, "-m", "kubelite.cli", "server", "--data-dir", self.data_dir,
-                                      "--port", str(self.port)], stdout=subprocess.DEVNULL,
+                                      "--port", str(self.port), *self.extra_args], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
@@ -247,9 +248,13 @@ def official_client_benchmarks(server: Server, quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller counts, scaled to the same units")
+    parser.add_argument("--etcd", default="", metavar="URLS",
+                        help="run the server on the etcd at these endpoints (a fresh --etcd-prefix)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kubelite-bench-") as tmp:
-        server = Server(os.path.join(tmp, "data"))
+        extra = ["--etcd-servers", args.etcd, "--etcd-prefix", f"/bench-{os.getpid()}-{time.time_ns()}"] \
+            if args.etcd else []
+        server = Server(os.path.join(tmp, "data"), extra)
         try:
             report("start_to_readyz_s", server.start(), "s")
             time.sleep(1.0)

@@ -1,6 +1,8 @@
 """Store micro-benchmark: prints the figures the storage targets are stated in.
 
-    python bench/store.py [--no-fsync] [--uvloop] [--dir DIR]
+    python bench/store.py [--no-fsync] [--uvloop] [--dir DIR] [--etcd URL[,URL...]]
+
+--etcd measures the etcd backend against a running etcd instead (keys under a fresh prefix).
 """
 
 from __future__ import annotations
@@ -23,10 +25,16 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
-async def bench(directory: str, fsync: bool) -> None:
-    store = SQLiteStore(os.path.join(directory, "db", "state.db"), fsync=fsync)
+async def bench(directory: str, fsync: bool, etcd: str = "") -> None:
+    if etcd:
+        from kubelite.storage.etcd import EtcdStore
+
+        store = EtcdStore(etcd.split(","), prefix=f"/bench-{os.getpid()}-{time.time_ns()}/registry")
+    else:
+        store = SQLiteStore(os.path.join(directory, "db", "state.db"), fsync=fsync)
     await store.start()
-    print(f"fsync={fsync}  value={len(VALUE)} bytes  loop={type(asyncio.get_running_loop()).__module__}")
+    backend = f"etcd {etcd}" if etcd else f"sqlite fsync={fsync}"
+    print(f"{backend}  value={len(VALUE)} bytes  loop={type(asyncio.get_running_loop()).__module__}")
 
     t = time.perf_counter()
     for i in range(1000):
@@ -162,12 +170,13 @@ def main() -> None:
     parser.add_argument("--no-fsync", action="store_true")
     parser.add_argument("--uvloop", action="store_true")
     parser.add_argument("--dir", default=None, help="where to put the database (default: a temp dir)")
+    parser.add_argument("--etcd", default="", metavar="URLS", help="measure the etcd backend at these endpoints")
     args = parser.parse_args()
     if args.uvloop:
         import uvloop
         uvloop.install()
     with tempfile.TemporaryDirectory(dir=args.dir) as directory:
-        asyncio.run(bench(directory, not args.no_fsync))
+        asyncio.run(bench(directory, not args.no_fsync, args.etcd))
 
 
 if __name__ == "__main__":

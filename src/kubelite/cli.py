@@ -62,6 +62,13 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubernetes-version", default="1.33", help="Kubernetes API version served (default: 1.33)")
     p.add_argument("--etcd-compaction-interval", type=float, default=300.0, metavar="SECONDS",
                    help="how often old store history is compacted (default: 300)")
+    p.add_argument("--etcd-servers", "--datastore-endpoint", dest="etcd_servers", default="", metavar="URLS",
+                   help="keep the cluster state in etcd at these comma-separated URLs, e.g. "
+                        "https://a:2379,https://b:2379 (default: SQLite under --data-dir)")
+    p.add_argument("--etcd-cafile", default=None, metavar="FILE", help="CA that signed etcd's serving certificate")
+    p.add_argument("--etcd-certfile", default=None, metavar="FILE", help="client certificate for etcd")
+    p.add_argument("--etcd-keyfile", default=None, metavar="FILE", help="client key for etcd")
+    p.add_argument("--etcd-prefix", default="/registry", help="prefix of every key in etcd (default: %(default)s)")
     p.add_argument("--enable-admission-plugins", default="", metavar="NAMES",
                    help="admission plugins to enable in addition to the default-on ones (comma-separated)")
     p.add_argument("--disable-admission-plugins", default="", metavar="NAMES",
@@ -116,6 +123,21 @@ def _check_hardened(args: argparse.Namespace, authorization_modes: list[str]) ->
         raise SystemExit("kubelite: error: --profile hardened: --token-auth-file is not allowed")
 
 
+def _etcd_config(args: argparse.Namespace) -> dict:
+    def path(value: str | None) -> str | None:
+        return os.path.abspath(os.path.expanduser(value)) if value else None
+
+    servers = [u.strip() for u in (getattr(args, "etcd_servers", "") or "").split(",") if u.strip()]
+    files = {"etcd_cafile": path(getattr(args, "etcd_cafile", None)),
+             "etcd_certfile": path(getattr(args, "etcd_certfile", None)),
+             "etcd_keyfile": path(getattr(args, "etcd_keyfile", None))}
+    if bool(files["etcd_certfile"]) != bool(files["etcd_keyfile"]):
+        raise SystemExit("kubelite: error: --etcd-certfile and --etcd-keyfile go together")
+    if not servers and any(files.values()):
+        raise SystemExit("kubelite: error: --etcd-cafile/--etcd-certfile/--etcd-keyfile need --etcd-servers")
+    return {"etcd_servers": servers, "etcd_prefix": getattr(args, "etcd_prefix", "/registry"), **files}
+
+
 def _config(args: argparse.Namespace):
     from .apiserver.config import ServerConfig
 
@@ -164,6 +186,7 @@ def _config(args: argparse.Namespace):
         anonymous_auth=(args.anonymous_auth or ("false" if args.profile == "hardened" else "true")) == "true",
         extra_sans=list(args.tls_san),
         write_kubeconfig=write_kubeconfig, compaction_interval=args.etcd_compaction_interval, **authn,
+        **_etcd_config(args),
         kubelet_certificate_authority=_kubelet_ca(args),
         **_admission_config(args), **_security_files_config(args))
 
@@ -190,6 +213,16 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
 
     began = time.monotonic()
     config = _config(args)
+    if hasattr(args, "default_not_ready_toleration_seconds"):
+        from .profiles.flags import apply_toleration_flags
+
+        apply_toleration_flags(config, args)
+    if what == "up":
+        from .profiles.controlplane import check_cluster_cidr
+
+        check_cluster_cidr(args)
+        if not hold_node_lock(args, config.data_dir, what):
+            return 1
     try:
         server = await start(config)
     except StartupError as e:
@@ -200,33 +233,18 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
     print(f"kubelite {what}: kubeconfig: {server.kubeconfig}", file=sys.stderr)
     print(f"kubelite {what}:   export KUBECONFIG={server.kubeconfig}", file=sys.stderr)
     components = None
+    mark: asyncio.Task | None = None
     if what == "up":
-        from .launcher import ComponentSettings, start_components
+        from .launcher import start_components
+        from .profiles.controlplane import component_settings
 
-        disabled = {d.strip() for d in args.disable.split(",") if d.strip()}
-        unknown = disabled - {"dns", "servicelb", "ingress", "dashboard"}
-        if unknown:
-            print(f"kubelite: error: --disable takes dns, servicelb, ingress, dashboard; got {', '.join(sorted(unknown))}",
-                  file=sys.stderr)
+        listen = config.bind_address if config.bind_address not in ("0.0.0.0", "::") else "0.0.0.0"
+        try:
+            settings = component_settings(args, config.data_dir, listen=listen, node_ip=args.node_ip)
+        except ValueError as e:
+            print(f"kubelite: error: {e}", file=sys.stderr)
             await server.stop()
             return 1
-        listen = config.bind_address if config.bind_address not in ("0.0.0.0", "::") else "0.0.0.0"
-        settings = ComponentSettings(controllers=not args.disable_controller_manager,
-                                     scheduler=not args.disable_scheduler, simulated_nodes=args.simulated_nodes,
-                                     node_runtime=args.node_runtime, node_name=args.node_name,
-                                     kubelet_port=args.kubelet_port, registries=args.registries,
-                                     cleanup_on_exit=args.cleanup_on_exit,
-                                     dns="dns" not in disabled, servicelb="servicelb" not in disabled,
-                                     ingress="ingress" not in disabled, listen_host=listen,
-                                     dns_port=args.cluster_dns_port, ingress_http_port=args.ingress_http_port,
-                                     ingress_https_port=args.ingress_https_port,
-                                     default_local_storage_path=os.path.abspath(os.path.expanduser(
-                                         args.default_local_storage_path or os.path.join(config.data_dir,
-                                                                                         "storage"))),
-                                     container_log_max_size=args.container_log_max_size,
-                                     container_log_max_files=args.container_log_max_files,
-                                     dashboard="dashboard" not in disabled, dashboard_port=args.dashboard_port,
-                                     dashboard_token_ttl=args.dashboard_token_ttl)
         if args.single_process or (os.cpu_count() or 1) < 2:
             components = await start_components(config.data_dir, server.url, settings)
             running = ", ".join(components.tasks) or "nothing else"
@@ -235,6 +253,8 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
             components = await _ComponentsProcess.start(config.data_dir, server.url, settings)
             running = "controllers, scheduler, nodes and add-ons in process " + str(components.pid)
         print(f"kubelite {what}: running {running}", file=sys.stderr)
+        if settings.node_runtime != "none":
+            mark = asyncio.create_task(_mark_control_plane(server.kubeconfig, settings.node_name, taint=False))
         if settings.simulated_nodes:
             print(f"kubelite {what}: {settings.simulated_nodes} extra simulated node(s): pods run through their "
                   f"states without processes", file=sys.stderr)
@@ -244,10 +264,52 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     print(f"kubelite {what}: stopping", file=sys.stderr)
+    if mark is not None:
+        mark.cancel()
     if components is not None:
         await components.shutdown()
     await server.stop()
     return 0
+
+
+def _real_node_wanted(runtime: str) -> bool:
+    if runtime == "auto":
+        from .doctor import real_node_possible
+
+        return real_node_possible()[0]
+    return runtime in ("runc", "crun")
+
+
+def hold_node_lock(args: argparse.Namespace, data_dir: str, what: str) -> bool:
+    """This network namespace's real-node lock, held for the life of the process (profiles/lock.py); False,
+    with the reason printed, when another kubelite holds it."""
+    runtime = getattr(args, "node_runtime", None) or getattr(args, "runtime", "auto")
+    if not _real_node_wanted(runtime):
+        return True
+    from .profiles import lock
+
+    try:
+        lock.acquire(data_dir, what)
+    except lock.NodeLockError as e:
+        print(f"kubelite {what}: error: {e}", file=sys.stderr)
+        return False
+    except OSError as e:
+        print(f"kubelite {what}: warning: cannot take the node lock in {lock.LOCK_DIR}: {e}", file=sys.stderr)
+    return True
+
+
+async def _mark_control_plane(kubeconfig: str, node_name: str, *, taint: bool) -> None:
+    """kubeadm's mark-control-plane phase for this machine's node (bootstrap/controlplane.py)."""
+    import socket
+
+    from .bootstrap.controlplane import mark_control_plane
+    from .client import ApiClient
+
+    client = ApiClient.from_kubeconfig(kubeconfig)
+    try:
+        await mark_control_plane(client, node_name or socket.gethostname().lower(), taint=taint)
+    finally:
+        await client.close()
 
 
 class _ComponentsProcess:
@@ -295,33 +357,23 @@ async def _components_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_max_files(value: str) -> int:
-    n = int(value)
-    if n <= 1:
-        raise argparse.ArgumentTypeError(f"invalid MaxFiles {n}, must be > 1")
-    return n
-
-
-def _log_max_size(value: str) -> str:
-    from .kubelet.logrotation import parse_max_size
-
-    try:
-        parse_max_size(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return value
-
-
-def _add_container_log_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--container-log-max-size", default="10Mi", type=_log_max_size, metavar="QUANTITY",
-                   help="rotate a container's log when it reaches this size, e.g. 10Mi (default: %(default)s)")
-    p.add_argument("--container-log-max-files", default=5, type=_log_max_files, metavar="N",
-                   help="log files kept per container, the current one included (default: %(default)s)")
-
-
 def _add_component_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kubeconfig", required=True, help="kubeconfig with this component's credentials")
     p.add_argument("-v", "--verbose", action="store_true", help="log internals")
+
+
+def node_settings_from_args(args: argparse.Namespace, kubeconfig: str, data_dir: str):
+    """A joined machine's node (`join`, `agent`) from the node flags (profiles/flags.py)."""
+    from .profiles.node import NodeSettings
+
+    return NodeSettings(kubeconfig=kubeconfig, name=args.node_name, data_dir=data_dir, runtime=args.runtime,
+                        node_ip=args.node_ip, kubelet_address=args.kubelet_address, kubelet_port=args.kubelet_port,
+                        registries=args.registries, container_log_max_size=args.container_log_max_size,
+                        container_log_max_files=args.container_log_max_files, flannel_backend=args.flannel_backend,
+                        cluster_cidr=args.cluster_cidr, cluster_dns=args.cluster_dns,
+                        cluster_domain=args.cluster_domain, proxy=not args.disable_kube_proxy,
+                        lease_duration_seconds=args.node_lease_duration_seconds,
+                        cleanup_on_exit=args.cleanup_on_exit)
 
 
 async def _component(args: argparse.Namespace) -> int:
@@ -352,14 +404,10 @@ async def _component(args: argparse.Namespace) -> int:
 
             await run_simulated_nodes(client, count=args.simulated, stop=stop, prefix=args.node_prefix)
         else:
-            from .kubelet.runtime.node_agent import AgentConfig, run_agent
+            from .profiles.node import run_node
 
-            await run_agent(AgentConfig(kubeconfig=args.kubeconfig, node_name=args.node_name,
-                                        data_dir=os.path.abspath(os.path.expanduser(args.data_dir)),
-                                        runtime=args.runtime, kubelet_port=args.kubelet_port,
-                                        registries=args.registries,
-                                        container_log_max_size=args.container_log_max_size,
-                                        container_log_max_files=args.container_log_max_files), stop)
+            await run_node(node_settings_from_args(args, args.kubeconfig,
+                                                   os.path.abspath(os.path.expanduser(args.data_dir))), stop)
     finally:
         await client.close()
     return 0
@@ -464,6 +512,8 @@ async def _node_agent_main(args: argparse.Namespace) -> int:
             watcher = asyncio.PidfdChildWatcher()
             watcher.attach_loop(asyncio.get_running_loop())
             asyncio.set_child_watcher(watcher)
+    if not hold_node_lock(args, os.path.abspath(os.path.expanduser(args.data_dir)), "agent"):
+        return 1
     return await _component(args)
 
 
@@ -473,42 +523,9 @@ def main(argv: list[str] | None = None) -> int:
     up = sub.add_parser("up", help="start a cluster in the foreground (Ctrl-C stops it)",
                         description="Start everything kubelite has (API server, …) in the foreground.")
     _add_server_flags(up)
-    up.add_argument("--node-runtime", default="auto", choices=("auto", "runc", "simulated", "none"),
-                    help="the local node: real containers under runc, a simulated node, or none (default: auto: "
-                         "runc when this machine can, see `kubelite doctor`)")
-    up.add_argument("--node-name", default="", help="name of the local node (default: the host name)")
-    up.add_argument("--kubelet-port", type=int, default=10250, help="the local kubelet's HTTPS port (default: 10250)")
-    up.add_argument("--registries", default=None, metavar="FILE",
-                    help="registry mirrors, rewrites, auth and TLS in k3s's registries.yaml format")
-    up.add_argument("--default-local-storage-path", default=None, metavar="DIR",
-                    help="where the local-path provisioner puts PersistentVolumes on the node (default: "
-                         "<data-dir>/storage, as k3s)")
-    _add_container_log_flags(up)
-    up.add_argument("--cleanup-on-exit", action="store_true",
-                    help="when stopping, also stop the pods' containers and remove pod networks and the "
-                         "proxy's iptables rules (by default containers keep running, as with a kubelet)")
-    up.add_argument("--simulated-nodes", type=int, default=0, metavar="N",
-                    help="extra simulated nodes next to the local one (like kwok: pods go through their states "
-                         "without processes; default: 0)")
-    up.add_argument("--disable-scheduler", action="store_true", help="do not run the scheduler")
-    up.add_argument("--single-process", action="store_true",
-                    help="run the controllers, scheduler and nodes in the API server's process (less memory, "
-                         "one core); by default they get a process of their own")
-    up.add_argument("--disable-controller-manager", action="store_true", help="do not run the controllers")
-    up.add_argument("--disable", default="", metavar="LIST",
-                    help="built-in add-ons not to run, comma-separated: dns, servicelb, ingress, dashboard")
-    up.add_argument("--cluster-dns-port", type=int, default=53,
-                    help="port of the cluster DNS server on the bind address (default: 53; 0 picks a free one)")
-    up.add_argument("--ingress-http-port", type=int, default=80,
-                    help="HTTP port of the ingress controller (default: 80; 0 picks a free one)")
-    up.add_argument("--ingress-https-port", type=int, default=443,
-                    help="HTTPS port of the ingress controller (default: 443; 0 picks a free one)")
-    up.add_argument("--dashboard-port", type=int, default=31213, metavar="NODEPORT",
-                    help="node port of the dashboard (HTTPS, Service kubernetes-dashboard/kubernetes-dashboard; "
-                         "default: 31213, another free one if taken; 0 picks a free one)")
-    up.add_argument("--dashboard-token-ttl", type=int, default=900, metavar="SECONDS",
-                    help="how long a dashboard login lasts after its last use, as the Dashboard's --token-ttl "
-                         "(default: 900; 0: until sign-out)")
+    from .profiles.controlplane import add_control_plane_flags
+
+    add_control_plane_flags(up)
     server = sub.add_parser("server", help="run the API server alone", description="Run the API server alone.")
     _add_server_flags(server)
     cm = sub.add_parser("controller-manager", help="run the controllers against an API server",
@@ -525,15 +542,11 @@ def main(argv: list[str] | None = None) -> int:
                            description="Run node agents (kubelets) against an API server.")
     _add_component_flags(agent)
     agent.add_argument("--simulated", type=int, default=0, metavar="N", help="run N simulated nodes")
-    agent.add_argument("--runtime", default="auto", choices=("auto", "runc", "crun", "simulated"),
-                       help="container runtime of this node (default: auto: runc where it works, else simulated)")
-    agent.add_argument("--node-name", default="", help="node name (default: the host name)")
+    from .profiles.flags import add_node_flags
+
+    add_node_flags(agent, joined=True)
     agent.add_argument("--data-dir", default=os.path.join(default_data_dir(), "agent"),
                        help="where images, pod state and logs live (default: %(default)s)")
-    agent.add_argument("--kubelet-port", type=int, default=10250, help="kubelet HTTPS port (default: 10250)")
-    agent.add_argument("--registries", default=None, metavar="FILE",
-                       help="registry mirrors, rewrites, auth and TLS in k3s's registries.yaml format")
-    _add_container_log_flags(agent)
     agent.add_argument("--node-prefix", default="sim-node-", help="name prefix of simulated nodes")
     doc = sub.add_parser("doctor", help="check (and --fix) what real containers need on this machine",
                          description="Check root, runc, conmon, CNI plugins, iptables and sysctls; --fix installs "
@@ -542,6 +555,14 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("status", help="show the health of a cluster's components",
                         description="Show the health of the API server, controllers, scheduler and nodes.")
     st.add_argument("--data-dir", default=default_data_dir(), help="data dir (default: %(default)s)")
+    rs = sub.add_parser("reset", help="take this machine out of the cluster and remove what kubelite made (kubeadm reset)",
+                        description="Stop the kubelite running on this machine, delete its Node when administrator "
+                                    "credentials are here, remove its containers, pod network namespaces, CNI state, "
+                                    "cgroups, the pod network's device and routes, the KUBE-* iptables rules, and "
+                                    "the data dir.")
+    rs.add_argument("--data-dir", default=default_data_dir(), help="data dir (default: %(default)s)")
+    rs.add_argument("-f", "--force", action="store_true", help="reset without asking")
+    rs.add_argument("--node-name", default="", help="the node to remove (default: the one in the data dir)")
     kp = sub.add_parser("kubeconfig-path", help="print the admin kubeconfig's path",
                         description="Print the path of the admin kubeconfig that `kubelite up` writes.")
     kp.add_argument("--data-dir", default=default_data_dir(), help="data dir (default: %(default)s)")
@@ -576,6 +597,15 @@ def main(argv: list[str] | None = None) -> int:
         return _run(_status(args))
     if args.command == "components":
         return _run(_components_main(args))
+    if args.command == "reset":
+        from .profiles.reset import confirm, reset
+
+        data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
+        if not args.force and not confirm(data_dir):
+            print("[reset] Aborted", file=sys.stderr)
+            return 1
+        _run(reset(data_dir, node_name=args.node_name))
+        return 0
     if args.command == "doctor":
         from .doctor import run as doctor
 

@@ -1,7 +1,7 @@
 """`kubelite doctor [--fix]`: what this machine needs for real containers, and installing it.
 
-A real node needs root, runc (+ conmon for logs and exit codes), the reference CNI plugins, iptables and
-conntrack, and the sysctls pods rely on. Without them `kubelite up` runs a simulated node instead, and says
+A real node needs root, runc (+ conmon for logs and exit codes), the cgroup filesystems runc looks for in this
+process's /proc/self/mountinfo, the reference CNI plugins, iptables and conntrack, and the sysctls pods rely on. Without them `kubelite up` runs a simulated node instead, and says
 which of these is missing.
 """
 
@@ -35,6 +35,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""  # what --fix does about it, or "" when it can't
+    warn: bool = False  # ok for a node, but not as it stands (the agent does something about it)
 
 
 def _cni_dir() -> str | None:
@@ -59,6 +60,7 @@ def checks() -> list[Check]:
         path = shutil.which(tool)
         result.append(Check(tool, path is not None, path or f"{tool} not found",
                             f"apt-get install {PACKAGES[tool]}"))
+    result.append(_cgroups())
     cni = _cni_dir()
     result.append(Check("cni", cni is not None,
                         f"CNI plugins in {cni}" if cni else
@@ -80,10 +82,25 @@ def checks() -> list[Check]:
     return result
 
 
+def _cgroups() -> Check:
+    """What runc checks before creating a container: cgroup mounts in this process's mountinfo (in this mount
+    namespace: under `ip netns exec` that is not the host's)."""
+    from .kubelet.runtime.cgroupfs import inspect
+
+    r = inspect()
+    if r.ok:
+        return Check("cgroups", True, f"{r.found} in /proc/self/mountinfo")
+    if r.mountable:
+        return Check("cgroups", True, f"{r.reason}; runc would fail with \"no cgroup mount found in mountinfo\": "
+                                      "the node agent mounts the same hierarchies in its mount namespace at start",
+                     warn=True)
+    return Check("cgroups", False, f"{r.reason}; runc would fail with \"no cgroup mount found in mountinfo\"")
+
+
 def real_node_possible(found: list[Check] | None = None) -> tuple[bool, list[str]]:
     """(possible, the missing pieces) for running a runc node here."""
     found = found if found is not None else checks()
-    essential = {"root", "runc", "conmon", "iptables", "ip", "cni"}
+    essential = {"root", "runc", "conmon", "iptables", "ip", "cni", "cgroups"}
     missing = [c.name for c in found if c.name in essential and not c.ok]
     return not missing, missing
 
@@ -126,10 +143,13 @@ def run(do_fix: bool) -> int:
     width = max(len(c.name) for c in found) + 2
     for c in found:
         hint = f"   (fix: {c.fix})" if not c.ok and c.fix else ""
-        print(f"{'ok  ' if c.ok else 'MISS'}  {c.name:<{width}}{c.detail}{hint}")
+        mark = ("WARN" if c.warn else "ok  ") if c.ok else "MISS"
+        print(f"{mark}  {c.name:<{width}}{c.detail}{hint}")
     possible, missing = real_node_possible(found)
     if possible:
-        print("real containers: available (kubelite up runs a runc node)")
+        caveat = next((c for c in found if c.name == "cgroups" and c.warn), None)
+        print("real containers: available (kubelite up runs a runc node" +
+              ("; its agent mounts the cgroup filesystems runc needs in this mount namespace)" if caveat else ")"))
         return 0
     print(f"real containers: not available (missing: {', '.join(missing)}); kubelite up runs a simulated node. "
           f"`kubelite doctor --fix` installs what is missing.")

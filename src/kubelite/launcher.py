@@ -48,11 +48,18 @@ class ComponentSettings:
     kubelet_port: int = 10250
     registries: str | None = None  # k3s registries.yaml for the local node
     proxy: bool = True  # kube-proxy (iptables) next to a real node
+    node_lease_duration_seconds: int = 40  # the local node's Lease (renewed every quarter of it)
+    node_ip: str = ""  # the local node's InternalIP ("" = the address that routes to the API server)
+    flannel_backend: str = "vxlan"  # the pod network between nodes: vxlan | host-gw | none
+    cluster_cidr: str = "10.244.0.0/16"  # the pods' range (the nodes' podCIDRs come from it)
     cleanup_on_exit: bool = False  # stop the node's containers, remove pod networks and the proxy's rules
     dns: bool = True
     servicelb: bool = True
     ingress: bool = True
     listen_host: str = "127.0.0.1"  # where DNS and ingress listen (the API server's bind address)
+    cluster_domain: str = "cluster.local"  # kubeadm's dnsDomain, the kubelet's --cluster-domain
+    dns_service_ip: str = "10.96.0.10"  # kube-dns's ClusterIP, the kubelet's --cluster-dns
+    dns_address: str = ""  # the address in kube-dns's endpoints ("" = listen_host, or the node IP for 0.0.0.0)
     dns_port: int = 53
     ingress_http_port: int = 80
     ingress_https_port: int = 443
@@ -156,18 +163,15 @@ def dashboard_serving_cert(data_dir: str) -> tuple[str, str]:
     return cert_file, key_file
 
 
-async def _run_node(config, stop: asyncio.Event, cleanup: bool) -> None:
-    """A real node until `stop`; with `cleanup` its pods, their networks and the bridge go with it."""
-    from .kubelet.runtime.node_agent import start_agent
+def dns_endpoint_address(settings: ComponentSettings) -> str:
+    """Where kube-dns's endpoints point: a real address every node's proxy can DNAT to, never 0.0.0.0."""
+    from .api.netaddr import advertised
 
-    agent = await start_agent(config)
-    try:
-        await stop.wait()
-    finally:
-        await agent.stop(stop_containers=cleanup)
-        network = getattr(agent.runtime, "network", None)
-        if cleanup and network is not None:
-            await network.cleanup_node()
+    if settings.dns_address:
+        return settings.dns_address
+    if settings.listen_host in ("0.0.0.0", "::"):
+        return settings.node_ip or advertised(settings.listen_host)
+    return settings.listen_host
 
 
 async def start_components(data_dir: str, server_url: str, settings: ComponentSettings) -> Components:
@@ -217,33 +221,34 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
             print(f"kubelite: no real containers here (missing: {', '.join(missing)}): node {node_name} is "
                   f"simulated. `kubelite doctor --fix` installs what is missing.", file=sys.stderr)
     if kind == "runc":
-        from .kubelet.runtime.node_agent import AgentConfig
         from .pki.components import node_identity
+        from .profiles.node import NodeSettings, run_node
 
         cn, orgs = node_identity(node_name)
         path = await loop.run_in_executor(None, lambda: write_component_kubeconfig(
             data_dir, "kubelet", cn, list(orgs), server=server_url))
         cert_file, key_file = await loop.run_in_executor(None, kubelet_serving_cert, data_dir, node_name)
-        agent = AgentConfig(kubeconfig=path, node_name=node_name, data_dir=os.path.join(data_dir, "agent"),
-                            runtime="runc", kubelet_port=settings.kubelet_port, registries=settings.registries,
-                            stop_containers_on_exit=settings.cleanup_on_exit, tls_cert_file=cert_file,
-                            tls_private_key_file=key_file, container_log_max_size=settings.container_log_max_size,
-                            container_log_max_files=settings.container_log_max_files)
-        tasks["kubelet"] = _logged("kubelet", _run_node(agent, stop, settings.cleanup_on_exit))
-        if settings.proxy:
-            from .proxy import ProxyConfig, run_proxy
-
-            client = await loop.run_in_executor(None, _client, data_dir, server_url, "kube-proxy", NETWORK_ADDONS)
-            clients.append(client)
-            tasks["proxy"] = _logged("proxy", run_proxy(client, stop=stop, config=ProxyConfig(
-                node_name=node_name, cleanup_on_exit=settings.cleanup_on_exit), informers=shared.scoped()))
+        node = NodeSettings(kubeconfig=path, name=node_name, data_dir=os.path.join(data_dir, "agent"), runtime="runc",
+                            node_ip=settings.node_ip, kubelet_port=settings.kubelet_port,
+                            registries=settings.registries, tls_cert_file=cert_file, tls_private_key_file=key_file,
+                            container_log_max_size=settings.container_log_max_size,
+                            container_log_max_files=settings.container_log_max_files, proxy=settings.proxy,
+                            flannel_backend=settings.flannel_backend, cluster_cidr=settings.cluster_cidr,
+                            cluster_dns=settings.dns_service_ip, cluster_domain=settings.cluster_domain,
+                            lease_duration_seconds=settings.node_lease_duration_seconds,
+                            cleanup_on_exit=settings.cleanup_on_exit)
+        tasks["kubelet"] = _logged("kubelet", run_node(node, stop, informers=shared.scoped()))
     elif kind == "simulated":
         from .kubelet.agent import run_simulated_nodes
 
         client = await loop.run_in_executor(None, _client, data_dir, server_url, "local-node", SIMULATED_NODES)
         clients.append(client)
-        tasks["node"] = _logged("node", run_simulated_nodes(client, names=[node_name], stop=stop,
-                                                                 informers=shared.scoped()))
+        from .kubelet.simulated import SimulatedConfig
+
+        config = SimulatedConfig(lease_duration_seconds=settings.node_lease_duration_seconds)
+        tasks["node"] = _logged("node", run_simulated_nodes(client, names=[node_name], stop=stop, config=config,
+                                                                 informers=shared.scoped(),
+                                                                 node_ips={node_name: settings.node_ip}))
     if settings.simulated_nodes > 0:
         from .kubelet.agent import run_simulated_nodes
         from .kubelet.simulated import SimulatedConfig
@@ -261,7 +266,9 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
             from .proxy.dns import DNSConfig, run_dns
 
             tasks["dns"] = _logged("dns", run_dns(client, stop=stop, config=DNSConfig(
-                listen_host=settings.listen_host, port=settings.dns_port), informers=shared.scoped()))
+                listen_host=settings.listen_host, port=settings.dns_port, cluster_domain=settings.cluster_domain,
+                service_ip=settings.dns_service_ip, endpoint_address=dns_endpoint_address(settings)),
+                informers=shared.scoped()))
         if settings.servicelb:
             from .proxy.servicelb import run_servicelb
 

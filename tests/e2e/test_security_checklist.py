@@ -373,8 +373,33 @@ def test_kubelet_07_debug_pprof_is_401_anonymously(kubelet):
 # ---------------------------------------------------------------- §3.7 store and files
 
 
-def test_store_05_etcd_mode(cluster):
-    pytest.skip("kubelite has no etcd mode (SQLite only); STORE-06 checks the SQLite store has no listener")
+def test_store_05_etcd_mode(tmp_path):
+    """etcd with its own CA and --client-cert-auth: kubelite reaches it with --etcd-cafile/certfile/keyfile;
+    without a client certificate, neither curl -k nor etcdctl gets anything."""
+    from storage.etcd_process import SKIP_REASON, EtcdMember, EtcdTLS, etcd_available
+
+    if not etcd_available():
+        pytest.skip(SKIP_REASON)
+    tls = EtcdTLS.make(str(tmp_path / "etcd-pki"))
+    member = EtcdMember("store-05", str(tmp_path / "etcd"), tls=tls)
+    member.start()
+    server = Cluster(data_dir=str(tmp_path / "data"), port=free_port(), cache_dir=str(tmp_path / "kube-cache"),
+                     extra_args=["--etcd-servers", member.endpoint, "--etcd-cafile", tls.ca_file,
+                                 "--etcd-certfile", tls.client_cert_file, "--etcd-keyfile", tls.client_key_file])
+    try:
+        server.start()
+        server.kubectl("create", "secret", "generic", "s5", "--from-literal=k=v", check=True)
+        with pytest.raises(requests.exceptions.SSLError):  # curl -k: the handshake fails without a client cert
+            requests.get(f"{member.endpoint}/v2/keys", verify=False, timeout=5)
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.post(f"{member.endpoint}/v3/kv/range", json={"key": "Lw=="}, verify=False, timeout=5)
+        anonymous = member.etcdctl("get", "/registry", "--prefix", "--keys-only", cert=False, check=False)
+        assert anonymous.returncode != 0 and "/registry/secrets" not in anonymous.stdout
+        keys = member.etcdctl("get", "/registry", "--prefix", "--keys-only").stdout.split()
+        assert "/registry/secrets/default/s5" in keys
+    finally:
+        server.stop()
+        member.stop()
 
 
 def test_store_06_sqlite_store_has_no_network_listener(cluster):

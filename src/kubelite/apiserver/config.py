@@ -29,7 +29,20 @@ class ServerConfig:
     bookmark_interval: float = 60.0
     # history kept for watch resume; upstream compacts etcd every 5 minutes
     compaction_interval: float = 300.0  # upstream's --etcd-compaction-interval
+    # the store: SQLite under data_dir unless etcd endpoints are given (storage/etcd.py)
+    etcd_servers: list[str] = field(default_factory=list)  # --etcd-servers / --datastore-endpoint
+    etcd_prefix: str = "/registry"
+    etcd_cafile: str | None = None
+    etcd_certfile: str | None = None
+    etcd_keyfile: str | None = None
     extra_sans: list[str] = field(default_factory=list)
+    # --advertise-address: where the `kubernetes` Service's endpoint and the kubeconfigs point ("" = the bind
+    # address, or the default-route address when bound to every address)
+    advertise_address: str = ""
+    kubeconfig_server: str = ""  # server URL written into admin.kubeconfig ("" = the local URL)
+    # DefaultTolerationSeconds: --default-not-ready-toleration-seconds, --default-unreachable-toleration-seconds
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
     write_kubeconfig: str | None = None
     fsync: bool = True
     kubelet_certificate_authority: str | None = None  # verify kubelets' serving certs with this CA

@@ -374,6 +374,14 @@ CLUSTER_ROLE_BINDINGS: dict[str, tuple[str, list[dict[str, Any]]]] = {
 # certificates. kubelite's `init`/`join` rely on the same grants, so they are part of its policy.
 KUBEADM_NODE_TOKEN_GROUP = "system:bootstrappers:kubeadm:default-node-token"
 CLUSTER_ROLES["kubeadm:get-nodes"] = ([_r("get", "core", "nodes")], {}, None)
+# Every node runs kube-proxy, NetworkPolicy enforcement and the pod network (routes or VXLAN to the other nodes)
+# with its own credentials: what kubeadm's kube-proxy DaemonSet reads through its ServiceAccount, plus the
+# policies and namespaces, readable to every node rather than to a token mounted on every node.
+CLUSTER_ROLES["kubelite:node-network"] = ([
+    _r("list watch", "core", "endpoints services namespaces nodes"),
+    _r("list watch", "discovery.k8s.io", "endpointslices"),
+    _r("list watch", "networking.k8s.io", "networkpolicies"),
+], {}, None)
 CLUSTER_ROLE_BINDINGS.update({
     "kubeadm:kubelet-bootstrap": ("system:node-bootstrapper", [_subject("Group", KUBEADM_NODE_TOKEN_GROUP)]),
     "kubeadm:node-autoapprove-bootstrap": ("system:certificates.k8s.io:certificatesigningrequests:nodeclient", [
@@ -381,6 +389,7 @@ CLUSTER_ROLE_BINDINGS.update({
     "kubeadm:node-autoapprove-certificate-rotation": (
         "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", [_subject("Group", "system:nodes")]),
     "kubeadm:get-nodes": ("kubeadm:get-nodes", [_subject("Group", KUBEADM_NODE_TOKEN_GROUP)]),
+    "kubelite:node-network": ("kubelite:node-network", [_subject("Group", "system:nodes")]),
 })
 for _name in CONTROLLER_ROLES:
     CLUSTER_ROLE_BINDINGS[f"system:controller:{_name}"] = (

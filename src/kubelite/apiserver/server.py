@@ -7,18 +7,19 @@ import contextlib
 import errno
 import logging
 import os
-import socket
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from .. import heap
 from ..api import errors
+from ..api.netaddr import advertised
 from ..api.resources import Registry
 from ..pki.ca import ClusterPKI, ensure_cluster_pki
 from ..pki.kubeconfig import write_kubeconfig
 from ..pki.tls import server_ssl_context
 from ..storage.encryption import wrap_store
+from ..storage.interface import Store, StoreError
 from ..storage.sqlite import SQLiteStore
 from . import access_reviews, admission, audit, authz, bootstrap, crds, metrics_api
 from .allocators import ServiceAllocators
@@ -72,22 +73,13 @@ def _prepare_data_dir(path: str) -> None:
         raise StartupError(f"data dir {path} is not writable: {e.strerror or e}") from None
 
 
-def _advertise_address(bind: str) -> str:
-    """The `kubernetes` Service's endpoint: where pods reach the API server through the proxy. A loopback
-    bind stays loopback (the proxy's DNAT reaches it with route_localnet), never widening exposure."""
-    if bind in ("127.0.0.1", "localhost"):
-        return "127.0.0.1"
-    if bind == "::1":
-        return "::1"
-    if bind not in ("0.0.0.0", "::"):
-        return bind
-    with contextlib.suppress(OSError):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("10.255.255.255", 1))  # no packet is sent; this only picks the outbound interface
-            addr = s.getsockname()[0]
-            if not addr.startswith("127."):
-                return addr
-    return "127.0.0.1"
+def _backend_store(config: ServerConfig) -> Store:
+    if config.etcd_servers:
+        from ..storage.etcd import EtcdStore
+
+        return EtcdStore(config.etcd_servers, prefix=config.etcd_prefix, ca_file=config.etcd_cafile,
+                         cert_file=config.etcd_certfile, key_file=config.etcd_keyfile)
+    return SQLiteStore(os.path.join(config.data_dir, "state.db"), fsync=config.fsync)
 
 
 async def start(config: ServerConfig) -> RunningServer:
@@ -98,11 +90,13 @@ async def start(config: ServerConfig) -> RunningServer:
         config.data_dir, addresses=list(config.extra_sans), service_ip=allocators.first_ip))
     registry = Registry()
     try:  # every value is read through the encryption layer: encrypted data without its key answers 500
-        store = wrap_store(SQLiteStore(os.path.join(config.data_dir, "state.db"), fsync=config.fsync),
-                           config.encryption_provider_config, registry)
+        store = wrap_store(_backend_store(config), config.encryption_provider_config, registry)
     except ValueError as e:
         raise StartupError(str(e)) from None
-    await store.start()
+    try:
+        await store.start()
+    except StoreError as e:
+        raise StartupError(f"the store did not start: {e}") from None
     try:
         pki = await pki_task
         ctx = ApiContext(config=config, store=store, registry=registry, allocators=allocators)
@@ -115,7 +109,7 @@ async def start(config: ServerConfig) -> RunningServer:
         except ValueError as e:
             raise StartupError(str(e)) from None
         await allocators.load(store)
-        advertise = _advertise_address(config.bind_address)
+        advertise = config.advertise_address or advertised(config.bind_address)
         await bootstrap.ensure_objects(ctx, advertise)
         await crds.load(ctx)  # serve the stored CustomResourceDefinitions
         await metrics_api.load(ctx)  # and the metrics API when a real node is registered
@@ -162,9 +156,9 @@ async def start(config: ServerConfig) -> RunningServer:
     host = config.bind_address if config.bind_address not in ("0.0.0.0", "::") else "127.0.0.1"
     url = f"https://{host}:{port}"
     kubeconfig = admin_kubeconfig_path(config.data_dir)
-    _write_admin_kubeconfig(pki, url, kubeconfig)
+    _write_admin_kubeconfig(pki, config.kubeconfig_server or url, kubeconfig)
     if config.write_kubeconfig:
-        _write_admin_kubeconfig(pki, url, config.write_kubeconfig)
+        _write_admin_kubeconfig(pki, config.kubeconfig_server or url, config.write_kubeconfig)
     ctx.ready = True
     server = RunningServer(config, ctx, runner, pki, kubeconfig, url)
     server._compactor = asyncio.create_task(_compaction_loop(ctx))

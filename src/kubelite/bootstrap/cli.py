@@ -20,36 +20,22 @@ def add_bootstrap_parsers(sub, default_data_dir: str, add_server_flags: Callable
     add_server_flags(init)
     init.set_defaults(bind_address=None, func=_init)
     init.add_argument("--apiserver-advertise-address", default="", metavar="IP",
-                      help="address the API server advertises and listens on (default: all addresses, advertising "
-                           "this host's default-route address)")
+                      help="address the API server advertises: the `kubernetes` Service's endpoint, this node's "
+                           "InternalIP, the kubeconfigs (default: this host's default-route address); where it "
+                           "listens is --bind-address (default on init: every address)")
     init.add_argument("--control-plane-endpoint", default="", metavar="HOST:PORT",
                       help="stable address of the control plane (a DNS name or load balancer) put in cluster-info "
                            "and the join command")
     init.add_argument("--service-cidr", default="", metavar="CIDR",
                       help="range of Service cluster IPs (default: 10.96.0.0/12)")
-    init.add_argument("--pod-cidr", "--pod-network-cidr", dest="pod_cidr", default="", metavar="CIDR",
-                      help="range the nodes' pod CIDRs come from (default: 10.244.0.0/16)")
     init.add_argument("--cluster-domain", "--service-dns-domain", dest="cluster_domain", default="cluster.local",
                       help="DNS domain of Services (default: cluster.local)")
     init.add_argument("--token", default=None, help="the bootstrap token to create (default: a random one)")
     init.add_argument("--token-ttl", default=DEFAULT_TOKEN_TTL,
                       help="lifetime of the bootstrap token, e.g. 2h; 0 never expires (default: 24h)")
-    init.add_argument("--node-runtime", default="auto", choices=("auto", "runc", "simulated", "none"),
-                      help="the control plane's own node: real containers under runc, a simulated node, or none "
-                           "(default: auto: runc when this machine can, see `kubelite doctor`)")
-    init.add_argument("--node-name", default="", help="name of the control plane's node (default: the host name)")
-    init.add_argument("--kubelet-port", type=int, default=10250, help="its kubelet's HTTPS port (default: 10250)")
-    init.add_argument("--registries", default=None, metavar="FILE",
-                      help="registry mirrors, rewrites, auth and TLS in k3s's registries.yaml format")
-    init.add_argument("--simulated-nodes", type=int, default=0, metavar="N",
-                      help="extra simulated nodes next to the local one (default: 0)")
-    init.add_argument("--disable-scheduler", action="store_true", help="do not run the scheduler")
-    init.add_argument("--disable-controller-manager", action="store_true", help="do not run the controllers")
-    init.add_argument("--disable", default="", metavar="LIST",
-                      help="built-in add-ons not to run, comma-separated: dns, servicelb, ingress")
-    init.add_argument("--cluster-dns-port", type=int, default=53, help="port of the cluster DNS server (default: 53)")
-    init.add_argument("--ingress-http-port", type=int, default=80, help="HTTP port of the ingress (default: 80)")
-    init.add_argument("--ingress-https-port", type=int, default=443, help="HTTPS port of the ingress (default: 443)")
+    from kubelite.profiles.controlplane import add_control_plane_flags
+
+    add_control_plane_flags(init)
 
     token = sub.add_parser("token", help="manage bootstrap tokens (kubeadm token)",
                            description="Create, list and delete the bootstrap tokens nodes join with.")
@@ -93,15 +79,11 @@ def add_bootstrap_parsers(sub, default_data_dir: str, add_server_flags: Callable
                       help="pin of the cluster CA's public key (repeatable)")
     join.add_argument("--discovery-token-unsafe-skip-ca-verification", action="store_true",
                       help="trust the CA cluster-info names without a pin (unsafe)")
-    join.add_argument("--node-name", default="", help="name of this node (default: the host name)")
     join.add_argument("--data-dir", default=default_data_dir,
-                      help="where the node's kubeconfig is written (default: %(default)s)")
-    join.add_argument("--runtime", default="auto", choices=("auto", "runc", "crun", "simulated"),
-                      help="container runtime of this node (default: auto: runc where it works, else simulated)")
-    join.add_argument("--kubelet-address", default="0.0.0.0", help="address the kubelet API listens on (real "
-                                                                   "runtimes; default: 0.0.0.0)")
-    join.add_argument("--kubelet-port", type=int, default=10250, help="port of the kubelet API (default: 10250)")
-    join.add_argument("--registries", default=None, metavar="FILE", help="registry mirrors (k3s registries.yaml)")
+                      help="where the node's kubeconfig and state are written (default: %(default)s)")
+    from kubelite.profiles.flags import add_node_flags
+
+    add_node_flags(join, joined=True)
     join.add_argument("--tls-bootstrap-timeout", type=float, default=300.0, metavar="SECONDS",
                       help="how long to wait for the node's CSR to be approved and signed (default: 300)")
     join.add_argument("-v", "--verbose", action="store_true", help="log internals")
@@ -250,14 +232,17 @@ async def _token_delete(args: argparse.Namespace) -> int:
 async def _join(args: argparse.Namespace) -> int:
     import logging
 
+    from kubelite.cli import hold_node_lock
     from kubelite.pki import certs
     from kubelite.pki.csr import subject
 
-    from .join import JoinConfig, JoinError, join, kubeconfig_path, run_node_agent
+    from .join import JoinConfig, JoinError, join, kubeconfig_path
 
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
+    if not hold_node_lock(args, data_dir, "join"):
+        return 1
     cfg = JoinConfig(endpoint=args.endpoint, token=args.token, ca_cert_hashes=list(args.discovery_token_ca_cert_hash),
                      unsafe_skip_ca_verification=args.discovery_token_unsafe_skip_ca_verification,
                      node_name=args.node_name, data_dir=data_dir, tls_bootstrap_timeout=args.tls_bootstrap_timeout)
@@ -285,10 +270,12 @@ Run 'kubectl get nodes' on the control-plane to see this node join the cluster.
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    from kubelite.cli import node_settings_from_args
+    from kubelite.profiles.node import data_dir_of, run_node
+
+    args.node_name = node_name
     try:
-        await run_node_agent(path, node_name, stop, data_dir=data_dir, runtime=args.runtime,
-                             kubelet_address=args.kubelet_address, kubelet_port=args.kubelet_port,
-                             registries=args.registries)
+        await run_node(node_settings_from_args(args, path, data_dir_of(data_dir)), stop)
     except (OSError, RuntimeError) as e:
         print(f"kubelite join: error: the node agent stopped: {e}", file=sys.stderr, flush=True)
         return 1

@@ -15,7 +15,6 @@ import contextlib
 import ipaddress
 import os
 import signal
-import socket
 import sys
 import time
 
@@ -24,18 +23,10 @@ from kubelite.pki.certs import spki_sha256
 
 from . import jws
 from .clusterinfo import CONFIGMAPS, publish_cluster_info
+from .join import default_node_name
 from .tokens import INIT_DESCRIPTION, TokenError, create_token
 
 SIGNATURE_WAIT = 30.0
-
-
-def host_address() -> str:
-    """This host's default-route address (what kubeadm advertises when no address is given)."""
-    with contextlib.suppress(OSError):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.connect(("10.255.255.255", 1))  # picks the outbound interface; sends nothing
-            return s.getsockname()[0]
-    return "127.0.0.1"
 
 
 def split_endpoint(endpoint: str, default_port: int) -> tuple[str, int]:
@@ -72,12 +63,17 @@ async def wait_for_signature(client: ApiClient, token_id: str, timeout: float = 
 
 
 def _prepare(args: argparse.Namespace) -> tuple[str, str]:
-    """Bind address and advertise address; fills in --bind-address, --tls-san, the service range."""
-    advertise = args.apiserver_advertise_address or ""
+    """Bind address and advertise address, as kubeadm: the API server listens on --bind-address (default: every
+    address) and advertises --apiserver-advertise-address (default: the default-route address); fills in
+    --tls-san and the service range."""
+    from kubelite.api.netaddr import advertised, default_route_address
+
     if args.bind_address is None:
-        args.bind_address = advertise or "0.0.0.0"
+        args.bind_address = "0.0.0.0"
+    advertise = args.apiserver_advertise_address or ""
     if not advertise:
-        advertise = args.bind_address if args.bind_address not in ("0.0.0.0", "::") else host_address()
+        advertise = advertised(args.bind_address) if args.bind_address not in ("0.0.0.0", "::") \
+            else default_route_address()
     if args.service_cidr:
         args.service_cluster_ip_range = args.service_cidr
     sans = list(args.tls_san)
@@ -126,51 +122,56 @@ Then you can join any number of worker nodes by running the following on each of
 async def run_init(args: argparse.Namespace) -> int:
     from kubelite import cli as kcli
     from kubelite.apiserver.server import StartupError, start
-    from kubelite.launcher import ComponentSettings, start_components
+    from kubelite.launcher import start_components
+    from kubelite.profiles.controlplane import check_cluster_cidr, component_settings
+    from kubelite.profiles.flags import apply_toleration_flags
+
+    from .controlplane import UNTAINT_HINT
 
     try:
         token_ttl = parse_ttl(args.token_ttl)
     except ValueError as e:
         print(f"kubelite: error: --token-ttl: {e}", file=sys.stderr)
         return 1
+    check_cluster_cidr(args)
     bind, advertise = _prepare(args)
     config = kcli._config(args)
+    apply_toleration_flags(config, args)
+    port = config.port
+    endpoint = args.control_plane_endpoint or join_endpoint(advertise, port)
+    host, _ = split_endpoint(endpoint, port)
+    endpoint = join_endpoint(host, split_endpoint(endpoint, port)[1])
+    # as kubeadm's admin.conf: the control-plane endpoint, else the advertised address
+    config.advertise_address = advertise
+    config.kubeconfig_server = f"https://{endpoint}"
+    listen = bind if bind not in ("0.0.0.0", "::") else "0.0.0.0"
+    node_ip = args.node_ip or advertise
+    try:
+        settings = component_settings(args, config.data_dir, listen=listen, node_ip=node_ip)
+    except ValueError as e:
+        print(f"kubelite: error: {e}", file=sys.stderr)
+        return 1
+    if not kcli.hold_node_lock(args, config.data_dir, "init"):
+        return 1
     began = time.monotonic()
     try:
         server = await start(config)
     except StartupError as e:
         print(f"kubelite: error: {e}", file=sys.stderr)
         return 1
-    port = config.port
-    endpoint = args.control_plane_endpoint or join_endpoint(advertise, port)
-    host, _ = split_endpoint(endpoint, port)
-    endpoint = join_endpoint(host, split_endpoint(endpoint, port)[1])
     print(f"kubelite init: API server ready at https://{join_endpoint(advertise, port)} (bound to {bind}) in "
           f"{time.monotonic() - began:.2f}s", file=sys.stderr)
-    disabled = {d.strip() for d in args.disable.split(",") if d.strip()}
-    overrides: dict = {}
-    if args.pod_cidr:
-        overrides["extra"] = {"node-ipam-controller": {"cluster_cidr": args.pod_cidr}}
-    listen = bind if bind not in ("0.0.0.0", "::") else "0.0.0.0"
-    # DNS on a domain or Service range of its own (kubeadm's kube-dns IP: the range's 10th address)
-    custom_domain = args.cluster_domain != "cluster.local" or bool(args.service_cidr)
-    settings = ComponentSettings(controllers=not args.disable_controller_manager,
-                                 scheduler=not args.disable_scheduler, simulated_nodes=args.simulated_nodes,
-                                 node_runtime=args.node_runtime, node_name=args.node_name,
-                                 kubelet_port=args.kubelet_port, registries=args.registries,
-                                 controller_overrides=overrides,
-                                 dns="dns" not in disabled and not custom_domain,
-                                 servicelb="servicelb" not in disabled, ingress="ingress" not in disabled,
-                                 listen_host=listen, dns_port=args.cluster_dns_port,
-                                 ingress_http_port=args.ingress_http_port, ingress_https_port=args.ingress_https_port)
     components = await start_components(config.data_dir, server.url, settings)
-    if custom_domain and "dns" not in disabled:
-        dns_ip = str(ipaddress.ip_network(config.service_cluster_ip_range, strict=False)[10])
-        await _start_dns(components, config.data_dir, server.url, listen, args.cluster_dns_port, args.cluster_domain,
-                         dns_ip)
     client = ApiClient.from_kubeconfig(server.kubeconfig)
+    client.server_url = server.url  # the endpoint may be a name only the other machines resolve
     rc = 0
+    mark: asyncio.Task | None = None
     try:
+        if settings.node_runtime != "none":
+            from .controlplane import mark_control_plane
+
+            mark = asyncio.create_task(mark_control_plane(client, settings.node_name or default_node_name(),
+                                                          taint=True, exclude_from_lb=True))
         await publish_cluster_info(client, f"https://{endpoint}", server.pki.ca_cert_pem)
         try:
             token = await create_token(client, args.token, token_ttl, description=INIT_DESCRIPTION)
@@ -183,31 +184,23 @@ async def run_init(args: argparse.Namespace) -> int:
                       "bootstrap-signer-controller running?)", file=sys.stderr)
             command = join_command(endpoint, token, spki_sha256(server.pki.ca_cert))
             _print_summary(server.kubeconfig, command, token_ttl)
+            if mark is not None:
+                print(f"[mark-control-plane] Marking the node as control-plane and tainting it NoSchedule, as "
+                      f"kubeadm does; to run ordinary pods on it too: {UNTAINT_HINT}\n", flush=True)
+        if rc == 0:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+            print("kubelite init: stopping", file=sys.stderr)
     finally:
+        if mark is not None:
+            mark.cancel()
         await client.close()
-    if rc == 0:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        print("kubelite init: stopping", file=sys.stderr)
     await components.shutdown()
     await server.stop()
     return rc
-
-
-async def _start_dns(components, data_dir: str, server_url: str, listen: str, port: int, domain: str,
-                     service_ip: str) -> None:
-    """Cluster DNS for another --cluster-domain or --service-cidr (the launcher serves the default one)."""
-    from kubelite.launcher import NETWORK_ADDONS, _client, _logged
-    from kubelite.proxy.dns import DNSConfig, run_dns
-
-    loop = asyncio.get_running_loop()
-    client = await loop.run_in_executor(None, _client, data_dir, server_url, "cluster-dns", NETWORK_ADDONS)
-    components.clients.append(client)
-    components.tasks["dns"] = _logged("dns", run_dns(client, stop=components.stop, config=DNSConfig(
-        cluster_domain=domain, listen_host=listen, port=port, service_ip=service_ip)))
 
 
 def parse_ttl(text: str) -> float:

@@ -271,18 +271,3 @@ async def join(cfg: JoinConfig) -> str:
     path = write_node_kubeconfig(cfg.data_dir, cfg.url, ca_pem, cert_pem, key_pem, node_name)
     cfg.say(f"[kubelet-start] Certificate signing request {csr_name} was approved and signed; wrote {path}")
     return path
-
-
-# ------------------------------------------------------------------------------------------ the node agent
-
-
-async def run_node_agent(kubeconfig: str, node_name: str, stop: asyncio.Event, *, data_dir: str,
-                         runtime: str = "auto", kubelet_address: str = "0.0.0.0", kubelet_port: int = 10250,
-                         registries: str | None = None) -> None:
-    """Run this node's agent (`kubelite agent`'s code path: real containers under runc where the machine can,
-    else a simulated node) with the node's own identity until `stop` is set."""
-    from kubelite.kubelet.runtime.node_agent import AgentConfig, run_agent
-
-    await run_agent(AgentConfig(kubeconfig=kubeconfig, node_name=node_name, data_dir=os.path.join(data_dir, "agent"),
-                                runtime=runtime, kubelet_address=kubelet_address, kubelet_port=kubelet_port,
-                                registries=registries), stop)

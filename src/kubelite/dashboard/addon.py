@@ -15,7 +15,6 @@ node port and the server listens there; the chosen URL is printed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import ssl
@@ -25,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..api.netaddr import advertised
 from ..client import ApiClient, ClientError
 from .server import build_app
 from .userapi import ApiServer, api_path
@@ -51,16 +51,7 @@ class DashboardConfig:
 
 def advertise_address(listen_host: str) -> str:
     """The Endpoints address: the bind address, or this host's outbound address when bound to all."""
-    if listen_host in ("localhost", ""):
-        return "127.0.0.1"
-    if listen_host not in ("0.0.0.0", "::"):
-        return listen_host
-    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect(("10.255.255.255", 1))  # picks the outbound interface; sends nothing
-        addr = s.getsockname()[0]
-        if not addr.startswith("127."):
-            return addr
-    return "127.0.0.1"
+    return advertised(listen_host)
 
 
 def bind(host: str, port: int) -> socket.socket | None:

@@ -135,6 +135,7 @@ class SimulatedNodes:
         self.image_backoff = BackOff(self.cfg.backoff_initial, self.cfg.backoff_max)
         self.queue = WorkQueue("simulated-pods", ItemExponentialFailureRateLimiter(0.05, 10.0))
         self._tasks: list[asyncio.Task] = []
+        self._releases: set[asyncio.Future] = set()  # pods being torn down: finished, not cancelled, on stop
         self.status_writes = 0
         # A kubelet on its own watches only its node's pods, as upstream's (spec.nodeName=<node>): a joined node
         # of a big cluster does not cache every pod. Many simulated nodes, or components sharing the cache,
@@ -192,6 +193,8 @@ class SimulatedNodes:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks = []
+        if self._releases:  # a teardown cut short would leave its network namespace and cgroups behind
+            await asyncio.wait(set(self._releases), timeout=30.0)
         recorders = [n.recorder for n in self.nodes.values() if n.recorder is not None]
         await asyncio.gather(*(r.stop(2.0) for r in recorders), return_exceptions=True)
         if self._own_factory:
@@ -294,7 +297,9 @@ class SimulatedNodes:
             return
         released = self.runtime.release(sp)
         if inspect.isawaitable(released):
-            self._tasks.append(asyncio.ensure_future(released))
+            fut = asyncio.ensure_future(released)
+            self._releases.add(fut)
+            fut.add_done_callback(self._releases.discard)
         n = self.nodes.get(sp.node_name)
         if sp.ip and n is not None:
             for pool in n.pools.values():
@@ -460,14 +465,18 @@ def _key(pod: Obj) -> str:
 async def run_simulated_nodes(client: ApiClient, *, names: Iterable[str] | None = None, count: int | None = None,
                               stop: asyncio.Event, config: SimulatedConfig | None = None,
                               informers: SharedInformerFactory | None = None,
-                              prefix: str = "sim-node-") -> SimulatedNodes:
+                              prefix: str = "sim-node-", node_ips: dict[str, str] | None = None) -> SimulatedNodes:
     """Register the nodes (`names`, or `count` nodes named `<prefix>0…`), serve them until `stop` is set, then
-    stop cleanly.  Returns the (stopped) `SimulatedNodes` for inspection."""
+    stop cleanly.  Returns the (stopped) `SimulatedNodes` for inspection. `node_ips`: InternalIPs of some of
+    them (a machine's own simulated node shows the machine's address)."""
     if names is None:
         if count is None:
             raise ValueError("run_simulated_nodes needs names or count")
         names = node_names(count, prefix)
     nodes = SimulatedNodes(client, list(names), config, informers=informers)
+    for name, ip in (node_ips or {}).items():
+        if name in nodes.nodes and ip:
+            nodes.nodes[name].spec.internal_ip = ip
     await nodes.start()
     try:
         await stop.wait()

@@ -5,7 +5,10 @@ which containers to start (init containers one at a time in order, sidecars befo
 then all regular containers), which to stop, which must wait in CrashLoopBackOff and for how long, and
 whether the pod has reached its end.  Restarts follow restartPolicy (Always / OnFailure / Never; sidecars are
 always restarted) with upstream's exponential back-off: the first restart is immediate, then 10 s, 20 s, 40 s
-… up to 5 min, reset once a container ran for twice the maximum without failing.
+… up to 5 min, reset once a container ran for twice the maximum without failing.  A container the runtime
+failed to start (runc create failed: an exit with reason StartError, as containerd reports it) is a failed
+container like any other; one whose creation failed before a container existed (`PodRuntime.failed_creates`,
+CreateContainerError) is tried again on the same back-off, keeping its reason.
 
 Also here: upstream's event reasons and message wording (v1.33) so every runtime says the same thing.
 """
@@ -136,15 +139,18 @@ def compute_pod_actions(pod: Obj, rt: PodRuntime, *, now: float, backoff: BackOf
     policy = restart_policy(pod)
     acts = PodActions()
 
-    def restart(name: str, finished_at: float | None) -> bool:
+    def restart(name: str, finished_at: float | None, *, crash_loop: bool = True) -> bool:
+        """Whether the container may start now; else it waits out its back-off (shown as CrashLoopBackOff
+        unless `crash_loop` is False: a failed creation keeps its own reason, as upstream's)."""
         key = backoff_key(pod, name)
         ts = finished_at if finished_at is not None else now
         if backoff.in_backoff_since(key, ts, now):
             msg = (f"back-off {go_duration(backoff.get(key))} restarting failed container={name} "
                    f"pod={format_pod(pod)}")
-            if rt.waiting.get(name, ("",))[0] != CRASH_LOOP_BACK_OFF:
-                acts.backoff_events.append(name)
-            rt.waiting[name] = (CRASH_LOOP_BACK_OFF, msg)
+            if crash_loop:
+                if rt.waiting.get(name, ("",))[0] != CRASH_LOOP_BACK_OFF:
+                    acts.backoff_events.append(name)
+                rt.waiting[name] = (CRASH_LOOP_BACK_OFF, msg)
             acts.backoff[name] = msg
             wait = backoff.remaining(key, ts, now)
             acts.wake_after = wait if acts.wake_after is None else min(acts.wake_after, wait)
@@ -160,7 +166,8 @@ def compute_pod_actions(pod: Obj, rt: PodRuntime, *, now: float, backoff: BackOf
             return acts
         sidecar = is_restartable_init(c)
         if cs is None:
-            acts.start_init.append(name)
+            if name not in rt.failed_creates or restart(name, rt.failed_creates[name], crash_loop=False):
+                acts.start_init.append(name)
             return acts
         if cs.state in ("running", "created"):
             if sidecar and cs.started:
@@ -200,7 +207,8 @@ def compute_pod_actions(pod: Obj, rt: PodRuntime, *, now: float, backoff: BackOf
             active = True
             continue
         if cs is None:
-            acts.start.append(name)
+            if name not in rt.failed_creates or restart(name, rt.failed_creates[name], crash_loop=False):
+                acts.start.append(name)
             active = True
         elif cs.state in ("running", "created"):
             active = True

@@ -3,6 +3,13 @@
 podCIDR, and `portmap` for hostPorts.  A small libcni: plugins run in order with the previous result on
 stdin; the ADD result is cached under the data dir for DEL.
 
+Several nodes may share one kernel (network namespaces on one host, each with its agent and data dir): the pod
+network namespaces in /run/netns, the one host-wide place this module writes to, are named
+`kl-<node tag>-<pod uid>` (the tag a short hash of the node name and its data dir: two clusters on one host may
+both have a `node01`), so a node only ever lists and removes its own.  Everything else (the IPAM and result cache) is under the node's data dir, and the bridge and iptables
+chains are per network namespace.  Names of the earlier form `kl-<pod uid>` (state written before the tag)
+are still found through the result cache and removed with their pod.
+
 Quirks handled (node-runtime.md §3): the plugins live in /usr/lib/cni on Debian (also /opt/cni/bin); bridge
 never deletes the bridge and portmap leaves its CNI-HOSTPORT-* chains on DEL, so `cleanup_node()` owns that.
 ADD ≈ 95 ms, DEL ≈ 190 ms here.
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -34,12 +42,28 @@ def cni_path() -> str:
     return ":".join(p for p in CNI_PATHS if os.path.isdir(p))
 
 
-def netns_name(pod_uid: str) -> str:
-    return "kl-" + pod_uid.replace("-", "")[:16]
+NETNS_PREFIX = "kl-"
 
 
-def netns_path(pod_uid: str) -> str:
-    return os.path.join(NETNS_DIR, netns_name(pod_uid))
+def node_tag(node: str, scope: str = "") -> str:
+    """A short stable name for a node (of the data dir `scope`) in host-wide names: netns names must stay short
+    and path-safe."""
+    return hashlib.sha256(f"{node}\0{scope}".encode()).hexdigest()[:8]
+
+
+def _uid_part(pod_uid: str) -> str:
+    return pod_uid.replace("-", "")[:16]
+
+
+def netns_name(pod_uid: str, node: str = "", scope: str = "") -> str:
+    """`kl-<node tag>-<uid>`; without a node, the earlier `kl-<uid>`."""
+    if not node:
+        return NETNS_PREFIX + _uid_part(pod_uid)
+    return f"{NETNS_PREFIX}{node_tag(node, scope)}-{_uid_part(pod_uid)}"
+
+
+def netns_path(pod_uid: str, node: str = "", scope: str = "") -> str:
+    return os.path.join(NETNS_DIR, netns_name(pod_uid, node, scope))
 
 
 def host_ports(pod: Obj) -> list[Obj]:
@@ -64,23 +88,46 @@ async def _run(*argv: str, stdin: bytes | None = None, env: dict[str, str] | Non
     return proc.returncode or 0, out, err
 
 
+async def _delete_netns(path: str) -> None:
+    """`ip netns delete`, and the file itself when it is no mount point (ip refuses those)."""
+    await _run("ip", "netns", "delete", os.path.basename(path), check=False)
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
 @dataclass
 class PodNetwork:
     """The CNI network of one node."""
 
     data_dir: str
+    node: str = ""  # the node's name: its pods' netns names carry its tag
     bridge: str = "kubelite0"
     network_name: str = "kubelite"
     mtu: int = 1500
+    # the bridge plugin's ipMasq hides every pod's address behind the node's for any destination outside the
+    # node's own podCIDR, other nodes' pods included; with the built-in pod network (flannel) off-cluster
+    # traffic is masqueraded there instead and pods see each other's real addresses
+    masquerade: bool = True
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> str:
         return os.path.join(self.data_dir, "cni")
 
+    @property
+    def scope(self) -> str:
+        return os.path.realpath(self.data_dir)
+
+    def netns_name(self, pod_uid: str) -> str:
+        """This node's name for the pod's network namespace."""
+        return netns_name(pod_uid, self.node, self.scope)
+
+    def netns_path(self, pod_uid: str) -> str:
+        return os.path.join(NETNS_DIR, self.netns_name(pod_uid))
+
     def _conf(self, cidr: str) -> Obj:
         return {"cniVersion": CNI_VERSION, "name": self.network_name, "plugins": [
-            {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": True, "hairpinMode": True,
+            {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": self.masquerade, "hairpinMode": True,
              "mtu": self.mtu,
              "ipam": {"type": "host-local", "ranges": [[{"subnet": cidr}]], "routes": [{"dst": "0.0.0.0/0"}],
                       "dataDir": os.path.join(self.state_dir, "ipam")}},
@@ -119,13 +166,18 @@ class PodNetwork:
         uid = pod["metadata"]["uid"]
         lock = self._locks.setdefault(uid, asyncio.Lock())
         async with lock:
-            path = netns_path(uid)
-            if not os.path.exists(path):
-                await _run("ip", "netns", "add", netns_name(uid))
-            os.makedirs(os.path.join(self.state_dir, "results"), exist_ok=True)
             cached = self._cached(uid)
             if cached and cached.get("ip"):
-                return path, cached["ip"]
+                return self._recorded_netns(uid, cached), cached["ip"]
+            path = self.netns_path(uid)
+            if os.path.lexists(path) and not os.path.ismount(path):
+                # a name without its namespace (mounted in a mount namespace that is gone): `ip netns add`
+                # would refuse it
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            if not os.path.exists(path):
+                await _run("ip", "netns", "add", self.netns_name(uid))
+            os.makedirs(os.path.join(self.state_dir, "results"), exist_ok=True)
             await self._plugin({"type": "loopback"}, "ADD", uid, path, "lo")
             conf = self._conf(cidr)
             rtc = {"portMappings": host_ports(pod)}
@@ -143,8 +195,17 @@ class PodNetwork:
                 ip = entry.get("address", "").split("/")[0]
                 break
             with open(self._result_path(uid), "w") as f:
-                json.dump({"cidr": cidr, "ip": ip, "portMappings": rtc["portMappings"], "result": result}, f)
+                json.dump({"cidr": cidr, "ip": ip, "portMappings": rtc["portMappings"], "result": result,
+                           "netns": path}, f)
             return path, ip
+
+    def _recorded_netns(self, uid: str, cached: Obj | None) -> str:
+        """The netns the pod was set up in: as recorded, else (state from before the node tag) the earlier name
+        when it exists, else this node's name for it."""
+        if cached and cached.get("netns"):
+            return str(cached["netns"])
+        legacy = netns_path(uid)
+        return legacy if os.path.exists(legacy) else self.netns_path(uid)
 
     def _result_path(self, uid: str) -> str:
         return os.path.join(self.state_dir, "results", uid + ".json")
@@ -171,16 +232,38 @@ class PodNetwork:
         """CNI DEL (tolerates missing state), then remove the netns."""
         lock = self._locks.setdefault(pod_uid, asyncio.Lock())
         async with lock:
-            path = netns_path(pod_uid)
             cached = self._cached(pod_uid)
+            path = self._recorded_netns(pod_uid, cached)
             if cached is not None:
                 await self._del(pod_uid, path, self._conf(cached.get("cidr") or "10.244.0.0/24"),
                                 {"portMappings": cached.get("portMappings") or []}, cached.get("result"))
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._result_path(pod_uid))
-            if os.path.exists(path):
-                await _run("ip", "netns", "delete", netns_name(pod_uid), check=False)
+            for p in {path, self.netns_path(pod_uid)}:
+                if os.path.lexists(p):
+                    await _delete_netns(p)
         self._locks.pop(pod_uid, None)
+
+    def own_netns(self) -> dict[str, str]:
+        """This node's pod network namespaces in /run/netns: name -> the uid part of the name.  Only names
+        with this node's tag: other nodes sharing the kernel have their own."""
+        if not self.node:
+            return {}
+        prefix = f"{NETNS_PREFIX}{node_tag(self.node, self.scope)}-"
+        with contextlib.suppress(OSError):
+            return {n: n[len(prefix):] for n in os.listdir(NETNS_DIR) if n.startswith(prefix)}
+        return {}
+
+    async def remove_orphan_netns(self, known_uids: set[str]) -> list[str]:
+        """Remove this node's network namespaces whose pod it does not know (left by a crash between `ip netns
+        add` and the result cache); returns their names."""
+        known = {_uid_part(u) for u in known_uids} | {_uid_part(u) for u in self.known_pods()}
+        removed = []
+        for name, part in self.own_netns().items():
+            if part not in known:
+                await _delete_netns(os.path.join(NETNS_DIR, name))
+                removed.append(name)
+        return removed
 
     def known_pods(self) -> list[str]:
         with contextlib.suppress(OSError):

@@ -92,6 +92,9 @@ class PodRuntime:
     containers: dict[str, ContainerState] = field(default_factory=dict)
     # why a container that should run is not running (upstream's reasonCache): name -> (reason, message)
     waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # containers whose last creation failed before any container existed (CreateContainerError): name -> when;
+    # they are tried again with the restart back-off (lifecycle.compute_pod_actions)
+    failed_creates: dict[str, float] = field(default_factory=dict)
 
 
 def rfc3339(ts: float | None) -> str | None:

@@ -55,6 +55,10 @@ class AgentConfig:
     container_log_max_size: str = "10Mi"
     container_log_max_files: int = 5
     container_log_monitor_interval: float = 10.0
+    # the CNI bridge masquerades pod traffic leaving the node's podCIDR; off when the built-in pod network
+    # (profiles/node.py) masquerades what leaves the cluster's range instead
+    pod_network_masquerade: bool = True
+    pod_mtu: int = 0  # the pods' interface MTU (an overlay's, smaller than the host's); 0: 1500
 
 
 def choose_runtime(wanted: str) -> str:
@@ -79,12 +83,15 @@ def _kubeconfig_ca(path: str) -> bytes:
 
 
 def _route_ip(server_url: str) -> str:
+    """The address of the interface that routes to the API server (the kubelet's default node IP)."""
     from urllib.parse import urlparse
+
+    from ...api.netaddr import route_address
+
     host = urlparse(server_url).hostname or "127.0.0.1"
-    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((host, 443))
-        return s.getsockname()[0]
-    return "127.0.0.1"
+    with contextlib.suppress(OSError):
+        host = socket.getaddrinfo(host, None, socket.AF_INET)[0][4][0]
+    return route_address(host)
 
 
 def host_capacity() -> dict[str, str]:
@@ -135,6 +142,8 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
                                                   backoff_max=config.backoff_max)
     if kind == "simulated":
         nodes = SimulatedNodes(client, [name], sim_cfg)
+        if config.node_ip:  # a simulated node of its own machine (join, agent) shows that machine's address
+            nodes.nodes[name].spec.internal_ip = config.node_ip
         await nodes.start()
         return RunningAgent(nodes, None, None, client)
 
@@ -155,7 +164,8 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
     puller = ImagePuller(store, registry_client)
     runtime = RuncRuntime(client, data_dir=config.data_dir, node_name=name, node_ip=node_ip, puller=puller,
                           rootfs=RootfsManager(store), runc=Runc(os.path.join(config.data_dir, "runc"), binary=binary),
-                          network=PodNetwork(config.data_dir),
+                          network=PodNetwork(config.data_dir, masquerade=config.pod_network_masquerade,
+                                             mtu=config.pod_mtu or 1500),
                           dns=DNSConfig(nameservers=list(config.cluster_dns), cluster_domain=config.cluster_domain),
                           ca_pem=ca_pem, log_policy=log_policy)
     server = KubeletServer(runtime, client, name)
@@ -218,3 +228,30 @@ async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> N
         await (stop.wait() if stop is not None else asyncio.Event().wait())
     finally:
         await agent.stop(stop_containers=config.stop_containers_on_exit)
+
+
+async def reset_node(data_dir: str, node_name: str) -> list[str]:
+    """Remove what this node made on the machine (for `kubelite reset`): every container in its runc root, pod
+    network namespaces, CNI state, cgroups and volume mounts (the runtime's orphan cleanup with no pod known),
+    then the bridge and portmap's chains. Only this node's things, named after it, are touched. Returns what
+    was done, for the user."""
+    from ..images import ImageStore, RootfsManager
+    from ..network import PodNetwork
+    from .runc import Runc, find_runtime
+    from .runc_runtime import RuncRuntime
+
+    done: list[str] = []
+    network = PodNetwork(data_dir, node=node_name)
+    if os.path.isdir(data_dir) and find_runtime("runc"):
+        runtime = RuncRuntime(None, data_dir=data_dir, node_name=node_name, node_ip="", puller=None,  # type: ignore[arg-type]
+                              rootfs=RootfsManager(ImageStore(os.path.join(data_dir, "images"))),
+                              runc=Runc(os.path.join(data_dir, "runc"), binary=find_runtime("runc")), network=network)
+        containers = len(await runtime.runc.list())
+        pods = len(network.known_pods())
+        await runtime.cleanup_orphans()
+        await runtime.shutdown(stop_containers=True)
+        if containers or pods:
+            done.append(f"Stopped and removed {containers} container(s) and the networks of {pods} pod(s)")
+    await network.cleanup_node()
+    done.append(f"Removed the pod bridge {network.bridge} and the CNI host-port chains")
+    return done

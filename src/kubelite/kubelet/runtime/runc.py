@@ -208,16 +208,30 @@ def oom_killed(cgroups_path: str) -> bool:
     return False
 
 
-def remove_cgroup(cgroups_path: str) -> None:
-    """rmdir the cgroup (and nothing above it) in every mounted hierarchy; leaves busy ones."""
+def _cgroup_roots() -> list[str]:
     base = "/sys/fs/cgroup"
     roots = [base]
     with contextlib.suppress(OSError):
-        roots += [os.path.join(base, d) for d in os.listdir(base) if os.path.isdir(os.path.join(base, d))]
-    for root in roots:
+        roots += [os.path.join(base, d) for d in os.listdir(base) if os.path.isdir(os.path.join(base, d))
+                  and not os.path.islink(os.path.join(base, d))]
+    return roots
+
+
+def remove_cgroup(cgroups_path: str) -> None:
+    """rmdir the cgroup (and nothing above it) in every mounted hierarchy; leaves busy ones."""
+    for root in _cgroup_roots():
         p = root + cgroups_path
         if os.path.isdir(p):
             _rmdir_tree(p)
+
+
+def child_cgroups(parent: str) -> set[str]:
+    """The names of the cgroups directly under `parent` (e.g. /kubelite/<node>) in any hierarchy."""
+    names: set[str] = set()
+    for root in _cgroup_roots():
+        with contextlib.suppress(OSError):
+            names.update(e.name for e in os.scandir(root + parent) if e.is_dir(follow_symlinks=False))
+    return names
 
 
 def _rmdir_tree(path: str) -> None:

@@ -40,7 +40,8 @@ from ..service_env import service_env
 from ..simulated import SimEvent
 from ..volumes import VolumeError, VolumeManager
 from . import oci
-from .runc import Runc, RuntimeError_, oom_killed, read_exit_code, remove_cgroup
+from .cgroupfs import CgroupReport, ensure_cgroups
+from .runc import Runc, RuntimeError_, child_cgroups, oom_killed, read_exit_code, remove_cgroup
 
 log = logging.getLogger("kubelite.kubelet.runc")
 
@@ -52,6 +53,9 @@ SERVICES = _REG.get("", "v1", "services")
 SERVICE_LIST_TTL = 2.0  # how stale the Services behind containers' service env vars may be
 CONTAINER_ID_PREFIX = "runc://"
 DEFAULT_GRACE = 30
+# what containerd reports for a container whose task could not be created (runc create failed)
+START_ERROR_EXIT_CODE = 128
+START_ERROR_REASON = "StartError"
 
 
 @dataclass
@@ -92,7 +96,9 @@ class RuncRuntime:
         self.puller = puller
         self.rootfs = rootfs
         self.runc = runc or Runc(os.path.join(data_dir, "runc"))
-        self.network = network or PodNetwork(data_dir)
+        self.network = network or PodNetwork(data_dir, node=node_name)
+        if not self.network.node:
+            self.network.node = node_name  # its netns names carry the node's tag
         self.volumes = volumes or VolumeManager(client, data_dir, ca_pem=ca_pem, node_ip=node_ip)
         self.dns = dns or DNSConfig()
         self.log_policy = log_policy or LogRotatePolicy.parse()
@@ -104,6 +110,12 @@ class RuncRuntime:
         self._services: tuple[float, list[Obj]] | None = None
         for d in ("containers", "exits", "logs", "pods"):
             os.makedirs(os.path.join(data_dir, d), exist_ok=True)
+        self.cgroups: CgroupReport = ensure_cgroups()
+        if self.cgroups.mounted:
+            log.info("mounted the host's cgroup filesystems in this mount namespace (%s): %s",
+                     ", ".join(self.cgroups.mounted), self.cgroups.found)
+        elif not self.cgroups.ok:
+            log.error("containers cannot be created here: %s", self.cgroups.reason)
 
     # -- Runtime interface ----------------------------------------------------------------------------
 
@@ -172,8 +184,14 @@ class RuncRuntime:
             except Exception:
                 log.exception("container log rotation failed")
 
+    @property
+    def cgroup_parent(self) -> str:
+        """This node's cgroups: /kubelite/<node>/pod<uid>/<container> (nodes sharing a kernel never meet)."""
+        return f"/kubelite/{self.node_name}"
+
     async def cleanup_orphans(self) -> None:
-        """Remove runc containers, netns and pod dirs of pods this node no longer knows (after a restart)."""
+        """Remove runc containers, netns, cgroups and pod dirs of pods this node no longer knows (after a
+        restart).  Only this node's: its runc root, its data dir, netns names with its tag, its cgroup parent."""
         known = set(self.pods)
         for c in await self.runc.list():
             uid = (c.get("annotations") or {}).get("io.kubernetes.pod.uid", "")
@@ -185,6 +203,12 @@ class RuncRuntime:
         for uid in self.network.known_pods():
             if uid not in known:
                 await self.network.teardown(uid)
+        # pods may have arrived while we waited: each step looks at the pods known now
+        for name in await self.network.remove_orphan_netns(set(self.pods)):
+            log.info("removed orphaned pod network namespace %s", name)
+        for child in child_cgroups(self.cgroup_parent):
+            if child.startswith("pod") and child[3:] not in self.pods:
+                remove_cgroup(f"{self.cgroup_parent}/{child}")
         with contextlib.suppress(OSError):
             for uid in os.listdir(os.path.join(self.data_dir, "pods")):
                 if uid not in known:
@@ -201,7 +225,7 @@ class RuncRuntime:
             for p in list(self.pods.values()):
                 await p.teardown()
             self.pods.clear()
-            remove_cgroup(f"/kubelite/{self.node_name}")
+            remove_cgroup(self.cgroup_parent)
             remove_cgroup("/kubelite")  # only if no other node of this host uses it (busy dirs stay)
 
 
@@ -231,6 +255,7 @@ class RuncPod:
         self.terminated = False
         self.torn_down = False
         self.network_wait_reported = False
+        self.start_errors: set[str] = set()  # containers whose latest attempt failed in runc create (StartError)
         self.spec: Obj = pod
         self.lock = asyncio.Lock()
         self.next_refresh = now + 10.0
@@ -249,7 +274,11 @@ class RuncPod:
                  "previous": {n: asdict(i) for n, i in self.previous.items()},
                  "exits": {n: {"exit": c.exit_code, "reason": c.reason, "finished": c.finished_at}
                            for n, c in list(self.rt.containers.items()) + list(self.rt.init_containers.items())
-                           if c.state == "exited"}}
+                           if c.state == "exited"},
+                 # failed attempts, so that a restarted agent goes on retrying them (with a fresh back-off)
+                 "start_errors": {n: {"init": n in self.rt.init_containers, "status": asdict(self._table(n)[n])}
+                                  for n in self.start_errors if n in self._table(n)},
+                 "failed_creates": dict(self.rt.failed_creates)}
         tmp = os.path.join(self.pod_dir, "state.json.tmp")
         with open(tmp, "w") as f:
             json.dump(state, f)
@@ -293,6 +322,14 @@ class RuncPod:
                 cs.last_terminated = {"exitCode": code or 0, "reason": "Completed" if not code else "Error",
                                       "containerID": CONTAINER_ID_PREFIX + prev.cid}
             (self.rt.init_containers if inst.init else self.rt.containers)[n] = cs
+        for n, d in (state.get("start_errors") or {}).items():
+            with contextlib.suppress(TypeError, KeyError):
+                cs = ContainerState(**d["status"])
+                inst = self.instances.get(n)
+                if inst is None or cs.restart_count > inst.restart:  # the attempt after the last container
+                    (self.rt.init_containers if d.get("init") else self.rt.containers)[n] = cs
+                    self.start_errors.add(n)
+        self.rt.failed_creates.update({n: float(t) for n, t in (state.get("failed_creates") or {}).items()})
 
     def _adopt_probes(self, spec: Obj, inst: Instance, cs: ContainerState) -> None:
         """Probes of a container that ran before the restart: its startup probe has passed (as upstream's
@@ -582,7 +619,7 @@ class RuncPod:
             tpath = spec.get("terminationMessagePath") or "/dev/termination-log"
             if tpath not in dests:
                 extra.append(oci.Mount(tpath, term_log))
-            cgroups_path = f"/kubelite/{self.r.node_name}/pod{self.uid}/{cid[:12]}"
+            cgroups_path = f"{self.r.cgroup_parent}/pod{self.uid}/{cid[:12]}"
             config = oci.build_config(pod, spec, img, rootfs=rootfs.path, env=env, user=user,
                                       mounts=extra + mounts, netns=self.netns, cgroups_path=cgroups_path)
             config["annotations"] = {"io.kubernetes.pod.uid": self.uid, "io.kubernetes.pod.name": self.name,
@@ -601,8 +638,9 @@ class RuncPod:
             with contextlib.suppress(Exception):
                 self.r.rootfs.remove(cid)
             self.rt.waiting[name] = ("CreateContainerError", str(e))
+            self.rt.failed_creates[name] = time.time()
             events.append(SimEvent("Warning", lc.EV_FAILED, lc.msg_error(str(e)), name))
-            return time.time() + 2.0
+            return time.time()  # the restart back-off (compute_pod_actions) says when to try again
         log_dir = os.path.join(self._log_dir, name)
         os.makedirs(log_dir, exist_ok=True)
         log_path = os.path.join(log_dir, f"{restart}.log")
@@ -617,9 +655,22 @@ class RuncPod:
             shutil.rmtree(bundle, ignore_errors=True)
             remove_cgroup(cgroups_path)
             msg = f"failed to create containerd task: failed to create shim task: OCI runtime create failed: {e}"
+            if "no cgroup mount found" in str(e) and not self.r.cgroups.ok:
+                msg += f" ({self.r.cgroups.reason})"
+            # as containerd: the container exists and exited (128, StartError); it is restarted as a failed
+            # container, with the CrashLoopBackOff back-off, and counts in restartCount
+            failed = ContainerState(name=name, state="exited", exit_code=START_ERROR_EXIT_CODE,
+                                    reason=START_ERROR_REASON, message=msg, finished_at=time.time(),
+                                    container_id=CONTAINER_ID_PREFIX + cid, image=record.name,
+                                    image_id=record.image_ref, restart_count=restart)
+            if prev is not None:
+                failed.last_terminated = prev.terminated_api() if prev.state == "exited" else prev.last_terminated
+            table[name] = failed
+            self.start_errors.add(name)
+            self.rt.failed_creates.pop(name, None)
             self.rt.waiting[name] = ("RunContainerError", msg)
             events.append(SimEvent("Warning", lc.EV_FAILED, lc.msg_error(msg), name))
-            return time.time() + 2.0
+            return time.time()  # the restart back-off (compute_pod_actions) says when to try again
         now = time.time()
         events.append(SimEvent("Normal", lc.EV_CREATED, lc.msg_created(name), name))
         events.append(SimEvent("Normal", lc.EV_STARTED, lc.msg_started(name), name))
@@ -638,6 +689,8 @@ class RuncPod:
             cs.last_terminated = prev.terminated_api() if prev.state == "exited" else prev.last_terminated
         table[name] = cs
         self.rt.waiting.pop(name, None)
+        self.rt.failed_creates.pop(name, None)
+        self.start_errors.discard(name)
         probes = ContainerProbes(spec, now)
         if probes.states:
             self.probes[name] = probes
@@ -768,7 +821,7 @@ class RuncPod:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(proc.wait(), 2)
         self.conmons.clear()
-        remove_cgroup(f"/kubelite/{self.r.node_name}/pod{self.uid}")
+        remove_cgroup(f"{self.r.cgroup_parent}/pod{self.uid}")
         if not (self.spec.get("spec") or {}).get("hostNetwork"):
             with contextlib.suppress(Exception):
                 await self.r.network.teardown(self.uid)
