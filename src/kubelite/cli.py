@@ -372,7 +372,7 @@ def node_settings_from_args(args: argparse.Namespace, kubeconfig: str, data_dir:
                         container_log_max_files=args.container_log_max_files, flannel_backend=args.flannel_backend,
                         cluster_cidr=args.cluster_cidr, cluster_dns=args.cluster_dns,
                         cluster_domain=args.cluster_domain, proxy=not args.disable_kube_proxy,
-                        lease_duration_seconds=args.node_lease_duration_seconds,
+                        lease_duration_seconds=args.node_lease_duration_seconds, cni_conf_dir=args.cni_conf_dir,
                         cleanup_on_exit=args.cleanup_on_exit)
 
 

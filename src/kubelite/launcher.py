@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from .client import ApiClient, SharedInformerFactory
@@ -48,7 +49,8 @@ class ComponentSettings:
     kubelet_port: int = 10250
     registries: str | None = None  # k3s registries.yaml for the local node
     proxy: bool = True  # kube-proxy (iptables) next to a real node
-    node_lease_duration_seconds: int = 40  # the local node's Lease (renewed every quarter of it)
+    node_lease_duration_seconds: int = 40
+    cni_conf_dir: str = "/etc/cni/net.d"  # the local node's CNI configuration (with flannel_backend "none")  # the local node's Lease (renewed every quarter of it)
     node_ip: str = ""  # the local node's InternalIP ("" = the address that routes to the API server)
     flannel_backend: str = "vxlan"  # the pod network between nodes: vxlan | host-gw | none
     cluster_cidr: str = "10.244.0.0/16"  # the pods' range (the nodes' podCIDRs come from it)
@@ -174,43 +176,135 @@ def dns_endpoint_address(settings: ComponentSettings) -> str:
     return settings.listen_host
 
 
-async def start_components(data_dir: str, server_url: str, settings: ComponentSettings) -> Components:
-    stop = asyncio.Event()
-    tasks: dict[str, asyncio.Task] = {}
-    clients: list[ApiClient] = []
-    loop = asyncio.get_running_loop()
-    client = await loop.run_in_executor(None, _client, data_dir, server_url, "component-informers",
-                                        COMPONENT_INFORMERS)
-    clients.append(client)
-    shared = SharedInformerFactory(client)
-    shared.start()  # each informer starts when a component first asks for it
-    if settings.controllers:
-        from .controllers.manager import ControllerManagerConfig, run_controller_manager
+@dataclass(frozen=True)
+class Component:
+    """One component as a process runs it: its name (its task's, and what `kubelite status` shows), the client
+    identity it talks to the API server with — components naming the same `kubeconfig` share one client —, and
+    `run(ctx)`, which returns when `ctx.stop` is set. A component that brings its own credentials (a node)
+    has no identity."""
 
-        client = await loop.run_in_executor(None, _client, data_dir, server_url, "controller-manager",
-                                            CONTROLLER_MANAGER)
-        clients.append(client)
-        overrides = dict(settings.controller_overrides)
-        if settings.default_local_storage_path:
-            extra = dict(overrides.get("extra") or {})
-            local_path = {"storage_path": settings.default_local_storage_path}
-            if settings.node_runtime != "none":  # this machine's node: its volumes' directories go here
-                local_path["local_node"] = settings.node_name or socket.gethostname().lower()
-            extra.setdefault("local-path-provisioner", local_path)
-            overrides["extra"] = extra
-        config = ControllerManagerConfig.for_data_dir(data_dir, **overrides)
-        tasks["controller-manager"] = _logged("controller-manager",
-                                              run_controller_manager(client, stop=stop, config=config,
-                                                                     informers=shared))
-    if settings.scheduler:
-        from .scheduler import SchedulerConfig, run_scheduler
+    name: str
+    run: Callable[[ComponentContext], Awaitable[None]]
+    kubeconfig: str = ""  # <data-dir>/<kubeconfig>.kubeconfig, issued for `identity`
+    identity: tuple[str, tuple[str, ...]] | None = None
 
-        client = await loop.run_in_executor(None, _client, data_dir, server_url, "scheduler", SCHEDULER)
-        clients.append(client)
-        tasks["scheduler"] = _logged("scheduler", run_scheduler(
-            client, stop=stop, config=SchedulerConfig(**settings.scheduler_overrides),
-            informers=shared.scoped()))
-    node_name = settings.node_name or socket.gethostname().lower()
+
+@dataclass
+class ComponentContext:
+    data_dir: str
+    server_url: str
+    settings: ComponentSettings
+    stop: asyncio.Event
+    informers: SharedInformerFactory  # the process's shared reader (each component takes a scoped view)
+    client: ApiClient | None = None  # the component's own identity
+
+
+def _controller_manager(ctx: ComponentContext) -> Awaitable[None]:
+    from .controllers.manager import ControllerManagerConfig, run_controller_manager
+
+    settings = ctx.settings
+    overrides = dict(settings.controller_overrides)
+    if settings.default_local_storage_path:
+        extra = dict(overrides.get("extra") or {})
+        local_path = {"storage_path": settings.default_local_storage_path}
+        if settings.node_runtime != "none":  # this machine's node: its volumes' directories go here
+            local_path["local_node"] = local_node_name(settings)
+        extra.setdefault("local-path-provisioner", local_path)
+        overrides["extra"] = extra
+    config = ControllerManagerConfig.for_data_dir(ctx.data_dir, **overrides)
+    return run_controller_manager(ctx.client, stop=ctx.stop, config=config, informers=ctx.informers)
+
+
+def _scheduler(ctx: ComponentContext) -> Awaitable[None]:
+    from .scheduler import SchedulerConfig, run_scheduler
+
+    return run_scheduler(ctx.client, stop=ctx.stop, config=SchedulerConfig(**ctx.settings.scheduler_overrides),
+                         informers=ctx.informers.scoped())
+
+
+async def _real_node(ctx: ComponentContext) -> None:
+    """This machine's node (profiles/node.py) with its own identity, system:node:<name>."""
+    from .pki.components import node_identity
+    from .profiles.node import NodeSettings, run_node
+
+    settings, loop = ctx.settings, asyncio.get_running_loop()
+    name = local_node_name(settings)
+    cn, orgs = node_identity(name)
+    path = await loop.run_in_executor(None, lambda: write_component_kubeconfig(
+        ctx.data_dir, "kubelet", cn, list(orgs), server=ctx.server_url))
+    cert_file, key_file = await loop.run_in_executor(None, kubelet_serving_cert, ctx.data_dir, name)
+    node = NodeSettings(kubeconfig=path, name=name, data_dir=os.path.join(ctx.data_dir, "agent"), runtime="runc",
+                        node_ip=settings.node_ip, kubelet_port=settings.kubelet_port, registries=settings.registries,
+                        tls_cert_file=cert_file, tls_private_key_file=key_file,
+                        container_log_max_size=settings.container_log_max_size,
+                        container_log_max_files=settings.container_log_max_files, proxy=settings.proxy,
+                        flannel_backend=settings.flannel_backend, cluster_cidr=settings.cluster_cidr,
+                        cluster_dns=settings.dns_service_ip, cluster_domain=settings.cluster_domain,
+                        lease_duration_seconds=settings.node_lease_duration_seconds,
+                        cni_conf_dir=settings.cni_conf_dir, cleanup_on_exit=settings.cleanup_on_exit)
+    await run_node(node, ctx.stop, informers=ctx.informers.scoped())
+
+
+def _simulated_node(ctx: ComponentContext) -> Awaitable[None]:
+    from .kubelet.agent import run_simulated_nodes
+    from .kubelet.simulated import SimulatedConfig
+
+    name, settings = local_node_name(ctx.settings), ctx.settings
+    return run_simulated_nodes(ctx.client, names=[name], stop=ctx.stop, informers=ctx.informers.scoped(),
+                               config=SimulatedConfig(lease_duration_seconds=settings.node_lease_duration_seconds),
+                               node_ips={name: settings.node_ip})
+
+
+def _simulated_nodes(ctx: ComponentContext) -> Awaitable[None]:
+    from .kubelet.agent import run_simulated_nodes
+    from .kubelet.simulated import SimulatedConfig
+
+    settings = ctx.settings
+    return run_simulated_nodes(ctx.client, count=settings.simulated_nodes, stop=ctx.stop, prefix=settings.node_prefix,
+                               config=SimulatedConfig(**settings.simulated_overrides), informers=ctx.informers.scoped())
+
+
+def _dns(ctx: ComponentContext) -> Awaitable[None]:
+    from .proxy.dns import DNSConfig, run_dns
+
+    settings = ctx.settings
+    return run_dns(ctx.client, stop=ctx.stop, informers=ctx.informers.scoped(), config=DNSConfig(
+        listen_host=settings.listen_host, port=settings.dns_port, cluster_domain=settings.cluster_domain,
+        service_ip=settings.dns_service_ip, endpoint_address=dns_endpoint_address(settings)))
+
+
+def _servicelb(ctx: ComponentContext) -> Awaitable[None]:
+    from .proxy.servicelb import run_servicelb
+
+    return run_servicelb(ctx.client, stop=ctx.stop, informers=ctx.informers.scoped())
+
+
+def _ingress(ctx: ComponentContext) -> Awaitable[None]:
+    from .proxy.ingress import IngressConfig, run_ingress
+
+    settings = ctx.settings
+    return run_ingress(ctx.client, stop=ctx.stop, informers=ctx.informers.scoped(), config=IngressConfig(
+        listen_host=settings.listen_host, http_port=settings.ingress_http_port or None,
+        https_port=settings.ingress_https_port or None))
+
+
+async def _dashboard(ctx: ComponentContext) -> None:
+    from .dashboard import DashboardConfig, run_dashboard
+
+    settings = ctx.settings
+    cert_file, key_file = await asyncio.get_running_loop().run_in_executor(None, dashboard_serving_cert, ctx.data_dir)
+    await run_dashboard(ctx.client, stop=ctx.stop, config=DashboardConfig(
+        api_server=ctx.server_url, ca_file=os.path.join(ctx.data_dir, "pki", "ca.crt"), cert_file=cert_file,
+        key_file=key_file, listen_host=settings.listen_host, node_port=settings.dashboard_port,
+        token_ttl=settings.dashboard_token_ttl))
+
+
+def local_node_name(settings: ComponentSettings) -> str:
+    return settings.node_name or socket.gethostname().lower()
+
+
+def local_node_kind(settings: ComponentSettings) -> str:
+    """runc | simulated | none for this machine's node; `auto` resolved (saying why it is simulated)."""
     kind = settings.node_runtime
     if kind == "auto":
         from .doctor import real_node_possible
@@ -218,76 +312,57 @@ async def start_components(data_dir: str, server_url: str, settings: ComponentSe
         possible, missing = real_node_possible()
         kind = "runc" if possible else "simulated"
         if not possible:
-            print(f"kubelite: no real containers here (missing: {', '.join(missing)}): node {node_name} is "
-                  f"simulated. `kubelite doctor --fix` installs what is missing.", file=sys.stderr)
+            print(f"kubelite: no real containers here (missing: {', '.join(missing)}): node "
+                  f"{local_node_name(settings)} is simulated. `kubelite doctor --fix` installs what is missing.",
+                  file=sys.stderr)
+    return kind
+
+
+def control_plane_components(settings: ComponentSettings) -> list[Component]:
+    """What `up` and `init` run next to the API server, as the settings choose."""
+    chosen: list[Component] = []
+    if settings.controllers:
+        chosen.append(Component("controller-manager", _controller_manager, "controller-manager", CONTROLLER_MANAGER))
+    if settings.scheduler:
+        chosen.append(Component("scheduler", _scheduler, "scheduler", SCHEDULER))
+    kind = local_node_kind(settings)
     if kind == "runc":
-        from .pki.components import node_identity
-        from .profiles.node import NodeSettings, run_node
-
-        cn, orgs = node_identity(node_name)
-        path = await loop.run_in_executor(None, lambda: write_component_kubeconfig(
-            data_dir, "kubelet", cn, list(orgs), server=server_url))
-        cert_file, key_file = await loop.run_in_executor(None, kubelet_serving_cert, data_dir, node_name)
-        node = NodeSettings(kubeconfig=path, name=node_name, data_dir=os.path.join(data_dir, "agent"), runtime="runc",
-                            node_ip=settings.node_ip, kubelet_port=settings.kubelet_port,
-                            registries=settings.registries, tls_cert_file=cert_file, tls_private_key_file=key_file,
-                            container_log_max_size=settings.container_log_max_size,
-                            container_log_max_files=settings.container_log_max_files, proxy=settings.proxy,
-                            flannel_backend=settings.flannel_backend, cluster_cidr=settings.cluster_cidr,
-                            cluster_dns=settings.dns_service_ip, cluster_domain=settings.cluster_domain,
-                            lease_duration_seconds=settings.node_lease_duration_seconds,
-                            cleanup_on_exit=settings.cleanup_on_exit)
-        tasks["kubelet"] = _logged("kubelet", run_node(node, stop, informers=shared.scoped()))
+        chosen.append(Component("kubelet", _real_node))
     elif kind == "simulated":
-        from .kubelet.agent import run_simulated_nodes
-
-        client = await loop.run_in_executor(None, _client, data_dir, server_url, "local-node", SIMULATED_NODES)
-        clients.append(client)
-        from .kubelet.simulated import SimulatedConfig
-
-        config = SimulatedConfig(lease_duration_seconds=settings.node_lease_duration_seconds)
-        tasks["node"] = _logged("node", run_simulated_nodes(client, names=[node_name], stop=stop, config=config,
-                                                                 informers=shared.scoped(),
-                                                                 node_ips={node_name: settings.node_ip}))
+        chosen.append(Component("node", _simulated_node, "local-node", SIMULATED_NODES))
     if settings.simulated_nodes > 0:
-        from .kubelet.agent import run_simulated_nodes
-        from .kubelet.simulated import SimulatedConfig
-
-        client = await loop.run_in_executor(None, _client, data_dir, server_url, "simulated-nodes",
-                                            SIMULATED_NODES)
-        clients.append(client)
-        tasks["simulated-nodes"] = _logged("simulated-nodes", run_simulated_nodes(
-            client, count=settings.simulated_nodes, stop=stop, prefix=settings.node_prefix,
-            config=SimulatedConfig(**settings.simulated_overrides), informers=shared.scoped()))
-    if settings.dns or settings.servicelb or settings.ingress:
-        client = await loop.run_in_executor(None, _client, data_dir, server_url, "network-addons", NETWORK_ADDONS)
-        clients.append(client)
-        if settings.dns:
-            from .proxy.dns import DNSConfig, run_dns
-
-            tasks["dns"] = _logged("dns", run_dns(client, stop=stop, config=DNSConfig(
-                listen_host=settings.listen_host, port=settings.dns_port, cluster_domain=settings.cluster_domain,
-                service_ip=settings.dns_service_ip, endpoint_address=dns_endpoint_address(settings)),
-                informers=shared.scoped()))
-        if settings.servicelb:
-            from .proxy.servicelb import run_servicelb
-
-            tasks["servicelb"] = _logged("servicelb", run_servicelb(client, stop=stop, informers=shared.scoped()))
-        if settings.ingress:
-            from .proxy.ingress import IngressConfig, run_ingress
-
-            tasks["ingress"] = _logged("ingress", run_ingress(client, stop=stop, config=IngressConfig(
-                listen_host=settings.listen_host, http_port=settings.ingress_http_port or None,
-                https_port=settings.ingress_https_port or None), informers=shared.scoped()))
+        chosen.append(Component("simulated-nodes", _simulated_nodes, "simulated-nodes", SIMULATED_NODES))
+    for name, run, wanted in (("dns", _dns, settings.dns), ("servicelb", _servicelb, settings.servicelb),
+                              ("ingress", _ingress, settings.ingress)):
+        if wanted:
+            chosen.append(Component(name, run, "network-addons", NETWORK_ADDONS))
     if settings.dashboard:
-        from .dashboard import DashboardConfig, run_dashboard
+        chosen.append(Component("dashboard", _dashboard, "dashboard-installer", DASHBOARD_INSTALLER))
+    return chosen
 
-        client = await loop.run_in_executor(None, _client, data_dir, server_url, "dashboard-installer",
-                                            DASHBOARD_INSTALLER)
-        clients.append(client)
-        cert_file, key_file = await loop.run_in_executor(None, dashboard_serving_cert, data_dir)
-        tasks["dashboard"] = _logged("dashboard", run_dashboard(client, stop=stop, config=DashboardConfig(
-            api_server=server_url, ca_file=os.path.join(data_dir, "pki", "ca.crt"), cert_file=cert_file,
-            key_file=key_file, listen_host=settings.listen_host, node_port=settings.dashboard_port,
-            token_ttl=settings.dashboard_token_ttl)))
-    return Components(stop, tasks, clients, shared)
+
+async def run_components(data_dir: str, server_url: str, settings: ComponentSettings,
+                         components: list[Component]) -> Components:
+    """Start `components` in this process: one shared informer reader, one client per identity."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    reader = await loop.run_in_executor(None, _client, data_dir, server_url, "component-informers",
+                                        COMPONENT_INFORMERS)
+    clients: dict[str, ApiClient] = {"component-informers": reader}
+    shared = SharedInformerFactory(reader)
+    shared.start()  # each informer starts when a component first asks for it
+    tasks: dict[str, asyncio.Task] = {}
+    for component in components:
+        client = None
+        if component.identity is not None:
+            client = clients.get(component.kubeconfig)
+            if client is None:
+                client = clients[component.kubeconfig] = await loop.run_in_executor(
+                    None, _client, data_dir, server_url, component.kubeconfig, component.identity)
+        ctx = ComponentContext(data_dir, server_url, settings, stop, shared, client)
+        tasks[component.name] = _logged(component.name, component.run(ctx))
+    return Components(stop, tasks, list(clients.values()), shared)
+
+
+async def start_components(data_dir: str, server_url: str, settings: ComponentSettings) -> Components:
+    return await run_components(data_dir, server_url, settings, control_plane_components(settings))

@@ -108,6 +108,10 @@ class PodNetwork:
     # node's own podCIDR, other nodes' pods included; with the built-in pod network (flannel) off-cluster
     # traffic is masqueraded there instead and pods see each other's real addresses
     masquerade: bool = True
+    # a CNI configuration directory (the kubelet's --cni-conf-dir, /etc/cni/net.d): when it holds a network, the
+    # first by file name is used instead of the built-in bridge, as upstream's runtimes pick it (a CNI the user
+    # installs, e.g. Calico, with the built-in pod network off)
+    conf_dir: str | None = None
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
     @property
@@ -125,7 +129,37 @@ class PodNetwork:
     def netns_path(self, pod_uid: str) -> str:
         return os.path.join(NETNS_DIR, self.netns_name(pod_uid))
 
+    def user_conf(self) -> Obj | None:
+        """The first network in `conf_dir` (*.conflist, *.conf, *.json in name order), as a conflist; None when
+        there is none. A file that does not parse is skipped with a warning, as libcni does."""
+        if not self.conf_dir:
+            return None
+        try:
+            names = sorted(n for n in os.listdir(self.conf_dir) if n.endswith((".conflist", ".conf", ".json")))
+        except OSError:
+            return None
+        for name in names:
+            try:
+                with open(os.path.join(self.conf_dir, name)) as f:
+                    conf = json.load(f)
+            except (OSError, ValueError) as e:
+                log.warning("CNI config %s skipped: %s", name, e)
+                continue
+            if not isinstance(conf, dict):
+                continue
+            if name.endswith(".conflist"):
+                if isinstance(conf.get("plugins"), list) and conf["plugins"]:
+                    return conf
+                continue
+            if conf.get("type"):  # a single-plugin .conf
+                return {"cniVersion": conf.get("cniVersion", CNI_VERSION), "name": conf.get("name", name),
+                        "plugins": [conf]}
+        return None
+
     def _conf(self, cidr: str) -> Obj:
+        user = self.user_conf()
+        if user is not None:
+            return user
         return {"cniVersion": CNI_VERSION, "name": self.network_name, "plugins": [
             {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": self.masquerade, "hairpinMode": True,
              "mtu": self.mtu,
@@ -138,7 +172,7 @@ class PodNetwork:
                       runtime_config: Obj | None = None, prev: Obj | None = None) -> Obj:
         net = {k: v for k, v in conf.items() if k != "plugins"}
         body = {**net, **{k: v for k, v in conf.items() if k not in ("capabilities",)}}
-        body.update({"name": net.get("name", self.network_name), "cniVersion": CNI_VERSION})
+        body.update({"name": net.get("name", self.network_name), "cniVersion": net.get("cniVersion") or CNI_VERSION})
         body.pop("plugins", None)
         if runtime_config and conf.get("capabilities"):
             body["runtimeConfig"] = {k: v for k, v in runtime_config.items() if conf["capabilities"].get(k)}
@@ -184,7 +218,9 @@ class PodNetwork:
             result: Obj | None = None
             try:
                 for plugin in conf["plugins"]:
-                    result = await self._plugin({**plugin, "name": conf["name"]}, "ADD", uid, path, "eth0", rtc,
+                    result = await self._plugin({**plugin, "name": conf["name"],
+                                                 "cniVersion": conf.get("cniVersion", CNI_VERSION)}, "ADD", uid,
+                                                path, "eth0", rtc,
                                                 result)
             except NetworkError:
                 with contextlib.suppress(Exception):
@@ -196,7 +232,7 @@ class PodNetwork:
                 break
             with open(self._result_path(uid), "w") as f:
                 json.dump({"cidr": cidr, "ip": ip, "portMappings": rtc["portMappings"], "result": result,
-                           "netns": path}, f)
+                           "netns": path, "conf": conf}, f)
             return path, ip
 
     def _recorded_netns(self, uid: str, cached: Obj | None) -> str:
@@ -221,7 +257,8 @@ class PodNetwork:
         errors = []
         for plugin in reversed(conf["plugins"]):
             try:
-                await self._plugin({**plugin, "name": conf["name"]}, "DEL", uid, path if os.path.exists(path) else "",
+                await self._plugin({**plugin, "name": conf["name"], "cniVersion": conf.get("cniVersion", CNI_VERSION)},
+                                   "DEL", uid, path if os.path.exists(path) else "",
                                    "eth0", rtc, result)
             except NetworkError as e:
                 errors.append(str(e))
@@ -235,7 +272,7 @@ class PodNetwork:
             cached = self._cached(pod_uid)
             path = self._recorded_netns(pod_uid, cached)
             if cached is not None:
-                await self._del(pod_uid, path, self._conf(cached.get("cidr") or "10.244.0.0/24"),
+                await self._del(pod_uid, path, cached.get("conf") or self._conf(cached.get("cidr") or "10.244.0.0/24"),
                                 {"portMappings": cached.get("portMappings") or []}, cached.get("result"))
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._result_path(pod_uid))

@@ -57,6 +57,9 @@ def add_node_flags(p: argparse.ArgumentParser, *, joined: bool) -> None:
                    help="the pod network between nodes, as k3s: vxlan (an overlay; works across subnets), host-gw "
                         "(routes; nodes on one L2 segment), none (install a CNI such as Calico yourself) "
                         "(default: vxlan)")
+    p.add_argument("--cni-conf-dir", default="/etc/cni/net.d", metavar="DIR",
+                   help="with --flannel-backend none: the CNI network a network add-on installs there (the first "
+                        "file by name) wires the pods; the built-in bridge while there is none (default: %(default)s)")
     p.add_argument("--node-lease-duration-seconds", type=int, default=40, metavar="SECONDS",
                    help="the node's Lease duration (the kubelet's nodeLeaseDurationSeconds); it is renewed every "
                         "quarter of it, so keep --node-monitor-grace-period above that (default: 40)")

@@ -44,6 +44,9 @@ class NodeSettings:
     proxy: bool = True  # kube-proxy next to a real kubelet
     flannel_backend: str = "vxlan"  # the pod network between nodes: vxlan | host-gw | none (a CNI of your own)
     cluster_cidr: str = "10.244.0.0/16"
+    # with flannel_backend "none": the CNI configuration a network add-on installs (Calico, Cilium, …); the
+    # built-in bridge when it holds none
+    cni_conf_dir: str = "/etc/cni/net.d"
     cluster_dns: str = "10.96.0.10"  # the kubelet's --cluster-dns: the nameserver in pods' resolv.conf
     cluster_domain: str = "cluster.local"  # the kubelet's --cluster-domain
     cleanup_on_exit: bool = False  # stop the containers, remove pod networks, rules and devices when stopping
@@ -69,7 +72,8 @@ def _agent_config(settings: NodeSettings, node_ip: str, pod_mtu: int = 0):
                        tls_private_key_file=settings.tls_private_key_file,
                        container_log_max_size=settings.container_log_max_size,
                        container_log_max_files=settings.container_log_max_files,
-                       pod_network_masquerade=settings.flannel_backend == "none", pod_mtu=pod_mtu)
+                       pod_network_masquerade=settings.flannel_backend == "none", pod_mtu=pod_mtu,
+                       cni_conf_dir=settings.cni_conf_dir if settings.flannel_backend == "none" else None)
 
 
 def resolve_node_ip(settings: NodeSettings, server_url: str) -> str:

@@ -58,6 +58,7 @@ class AgentConfig:
     # the CNI bridge masquerades pod traffic leaving the node's podCIDR; off when the built-in pod network
     # (profiles/node.py) masquerades what leaves the cluster's range instead
     pod_network_masquerade: bool = True
+    cni_conf_dir: str | None = None  # use the first network configured there instead of the built-in bridge
     pod_mtu: int = 0  # the pods' interface MTU (an overlay's, smaller than the host's); 0: 1500
 
 
@@ -165,7 +166,7 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
     runtime = RuncRuntime(client, data_dir=config.data_dir, node_name=name, node_ip=node_ip, puller=puller,
                           rootfs=RootfsManager(store), runc=Runc(os.path.join(config.data_dir, "runc"), binary=binary),
                           network=PodNetwork(config.data_dir, masquerade=config.pod_network_masquerade,
-                                             mtu=config.pod_mtu or 1500),
+                                             mtu=config.pod_mtu or 1500, conf_dir=config.cni_conf_dir),
                           dns=DNSConfig(nameservers=list(config.cluster_dns), cluster_domain=config.cluster_domain),
                           ca_pem=ca_pem, log_policy=log_policy)
     server = KubeletServer(runtime, client, name)
