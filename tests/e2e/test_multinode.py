@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -122,12 +121,17 @@ class ThreeMachines:
 
         def running():
             pods = [p for p in self.pods(f"app={name}") if p["status"].get("phase") == "Running"
-                    and not p["metadata"].get("deletionTimestamp") and p["status"].get("podIP")]
+                    and not p["metadata"].get("deletionTimestamp") and p["status"].get("podIP")
+                    and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])]
             return {p["spec"]["nodeName"]: p for p in pods} if len(pods) == replicas else None
         return wait_for(running, timeout=120)
 
     def exec(self, pod: str, script: str) -> str:
-        return self.kubectl("exec", pod, "--", "sh", "-c", script).stdout
+        r = self.kubectl("exec", pod, "--", "sh", "-c", script, check=False)
+        if r.returncode != 0:  # say what happened to the pod, not only that exec failed
+            described = self.kubectl("describe", "pod", pod, check=False).stdout
+            raise AssertionError(f"exec in {pod} failed: {r.stderr}\n{described}")
+        return r.stdout
 
 
 def http_via_nc(address: str, port: int = 80) -> str:
@@ -260,14 +264,16 @@ def test_reset_takes_a_worker_out_and_leaves_nothing(cluster, machines):
     assert "node01" in by_node
     node01 = machines["node01"]
     assert host_leftovers(node01)["links"]  # the bridge, the VXLAN device and pod veths exist now
-    netns_before = set(os.listdir("/run/netns"))
     r = node01.run([*multinode.kubelite_argv(), "reset", "--force", "--data-dir", node01.data_dir], timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert not cluster.workers["node01"].alive  # the running kubelite was stopped
     assert host_leftovers(node01) == {"links": [], "routes": [], "chains": []}
-    pod_uid = by_node["node01"]["metadata"]["uid"]
-    assert not any(pod_uid.replace("-", "")[:8] in ns for ns in set(os.listdir("/run/netns")) - (netns_before - set()))
+    pod_uid = by_node["node01"]["metadata"]["uid"].replace("-", "")[:16]
+    assert not [ns for ns in os.listdir("/run/netns") if pod_uid in ns]  # the pod's network namespace
     assert not os.path.exists(node01.data_dir) or not os.listdir(node01.data_dir)
+    # no container process of node01 is left (conmon and the containers ran with its data dir in their paths)
+    left = subprocess.run(["pgrep", "-f", node01.data_dir], capture_output=True, text=True).stdout.split()
+    assert left == []
     # without an administrator's credentials on the worker, the Node is the control plane's to delete
     assert "kubectl delete node node01" in r.stderr
     cluster.kubectl("delete", "node", "node01")
@@ -297,4 +303,3 @@ def test_pod_network_backends(backend, layout, request):
     finally:
         for m in machines:
             m.run([*multinode.kubelite_argv(), "reset", "--force", "--data-dir", m.data_dir], timeout=120)
-    time.sleep(0)
