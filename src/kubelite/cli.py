@@ -370,9 +370,10 @@ def node_settings_from_args(args: argparse.Namespace, kubeconfig: str, data_dir:
                         node_ip=args.node_ip, kubelet_address=args.kubelet_address, kubelet_port=args.kubelet_port,
                         registries=args.registries, container_log_max_size=args.container_log_max_size,
                         container_log_max_files=args.container_log_max_files, flannel_backend=args.flannel_backend,
-                        cluster_cidr=args.cluster_cidr, cluster_dns=args.cluster_dns,
-                        cluster_domain=args.cluster_domain, proxy=not args.disable_kube_proxy,
+                        cluster_cidr=args.cluster_cidr or "10.244.0.0/16", cluster_dns=args.cluster_dns or "10.96.0.10",
+                        cluster_domain=args.cluster_domain or "cluster.local", proxy=not args.disable_kube_proxy,
                         lease_duration_seconds=args.node_lease_duration_seconds, cni_conf_dir=args.cni_conf_dir,
+                        apiserver_lb_port=args.apiserver_lb_port,
                         cleanup_on_exit=args.cleanup_on_exit)
 
 
@@ -572,12 +573,18 @@ def main(argv: list[str] | None = None) -> int:
     from .bootstrap.cli import add_bootstrap_parsers
 
     add_bootstrap_parsers(sub, default_data_dir(), _add_server_flags)  # init, token, join
+    from .lab.cli import add_lab_parser
+
+    add_lab_parser(sub)  # attack-and-defense lab (issue 15)
+    from .etcd.snapshot import add_snapshot_parser
+
+    add_snapshot_parser(sub, default_data_dir())  # etcd-snapshot save|restore
     comp = sub.add_parser("components")  # `kubelite up`'s second process; no help: not listed
     comp.add_argument("--data-dir", required=True)
     comp.add_argument("--server", required=True)
     comp.add_argument("--settings", required=True)
     args = parser.parse_args(argv)
-    if args.command in ("images", "token", "join"):
+    if args.command in ("images", "token", "join", "etcd-snapshot", "lab"):
         return args.func(args)
     if args.command == "init":
         logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

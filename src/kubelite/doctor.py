@@ -22,6 +22,8 @@ PACKAGES = {
     "iptables": "iptables",
     "conntrack": "conntrack",
     "ip": "iproute2",
+    "etcd": "etcd-server",  # `init --cluster-init`, `join --control-plane`
+    "etcdctl": "etcd-client",  # `etcd-snapshot` with etcd
 }
 SYSCTLS = {
     "net/ipv4/ip_forward": "1",
@@ -76,6 +78,7 @@ def checks() -> list[Check]:
         name = key.replace("/", ".")
         result.append(Check(name, value == want, f"{name} = {value}",
                             f"sysctl -w {name}={want}" + (" (after modprobe br_netfilter)" if value == "absent" else "")))
+    result += _etcd_checks()
     swap = _swap_on()
     result.append(Check("swap", not swap, "swap is on (the kubelet's memory accounting assumes it off)" if swap
                         else "swap is off", "swapoff -a"))
@@ -95,6 +98,20 @@ def _cgroups() -> Check:
                                       "the node agent mounts the same hierarchies in its mount namespace at start",
                      warn=True)
     return Check("cgroups", False, f"{r.reason}; runc would fail with \"no cgroup mount found in mountinfo\"")
+
+
+def _etcd_checks() -> list[Check]:
+    """Where etcd comes from (not needed for a node; only for `--cluster-init` and control-plane joins)."""
+    from .etcd.member import binary_origin
+
+    found = []
+    for tool in ("etcd", "etcdctl"):
+        path = shutil.which(tool)
+        origin = binary_origin(path) if path else ""
+        detail = (f"{path} (Debian package {origin})" if origin else path) if path else \
+            f"{tool} not found (needed by `kubelite init --cluster-init` and `join --control-plane`)"
+        found.append(Check(tool, path is not None, detail, f"apt-get install {PACKAGES[tool]}"))
+    return found
 
 
 def real_node_possible(found: list[Check] | None = None) -> tuple[bool, list[str]]:

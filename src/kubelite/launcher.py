@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from .client import ApiClient, SharedInformerFactory
 from .pki.components import CONTROLLER_MANAGER, SCHEDULER, write_component_kubeconfig
+from .profiles.node import logged_task
 
 log = logging.getLogger("kubelite.launcher")
 
@@ -72,6 +73,7 @@ class ComponentSettings:
     dashboard: bool = True  # the web dashboard (tutorial B) on a NodePort over HTTPS
     dashboard_port: int = 31213  # its node port; 0 = any free one
     dashboard_token_ttl: int = 900  # seconds a dashboard login lasts after its last use; 0 = no limit
+    kubelet_args: list[str] = field(default_factory=list)  # the local node's --kubelet-arg KEY=VALUE
 
 
 @dataclass
@@ -115,19 +117,6 @@ def _client(data_dir: str, server_url: str, name: str, identity: tuple[str, tupl
     cn, orgs = identity
     path = write_component_kubeconfig(data_dir, name, cn, list(orgs), server=server_url)
     return ApiClient.from_kubeconfig(path, user_agent=f"{name}/v1.33.1 (linux) kubelite")
-
-
-def _logged(name: str, coro) -> asyncio.Task:
-    async def run():
-        try:
-            await coro
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s stopped with an error", name)
-            raise
-
-    return asyncio.create_task(run(), name=name)
 
 
 def kubelet_serving_cert(data_dir: str, node_name: str) -> tuple[str, str]:
@@ -241,7 +230,8 @@ async def _real_node(ctx: ComponentContext) -> None:
                         flannel_backend=settings.flannel_backend, cluster_cidr=settings.cluster_cidr,
                         cluster_dns=settings.dns_service_ip, cluster_domain=settings.cluster_domain,
                         lease_duration_seconds=settings.node_lease_duration_seconds,
-                        cni_conf_dir=settings.cni_conf_dir, cleanup_on_exit=settings.cleanup_on_exit)
+                        cni_conf_dir=settings.cni_conf_dir, cleanup_on_exit=settings.cleanup_on_exit,
+                        kubelet_args=list(settings.kubelet_args))
     await run_node(node, ctx.stop, informers=ctx.informers.scoped())
 
 
@@ -360,7 +350,7 @@ async def run_components(data_dir: str, server_url: str, settings: ComponentSett
                 client = clients[component.kubeconfig] = await loop.run_in_executor(
                     None, _client, data_dir, server_url, component.kubeconfig, component.identity)
         ctx = ComponentContext(data_dir, server_url, settings, stop, shared, client)
-        tasks[component.name] = _logged(component.name, component.run(ctx))
+        tasks[component.name] = logged_task(component.name, component.run(ctx))
     return Components(stop, tasks, list(clients.values()), shared)
 
 

@@ -237,8 +237,14 @@ def test_exec_and_event_deletion_are_audited(secure):  # AUDIT-07, AUDIT-08
 
 def test_kubectl_requests_are_audited(secure):
     secure.kubectl("get", "secrets", "-n", "kube-system", check=True)
-    found = [e for e in secure.events(wait_for=0) if e["stage"] == "ResponseComplete"
-             and e.get("objectRef", {}).get("namespace") == "kube-system" and e["verb"] == "list"]
+
+    def listed():  # the audit log is written after the response: give the writer a moment on a busy machine
+        return [e for e in secure.events(wait_for=0) if e["stage"] == "ResponseComplete"
+                and e.get("objectRef", {}).get("namespace") == "kube-system" and e["verb"] == "list"]
+    deadline = time.monotonic() + 10
+    while not listed() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    found = listed()
     assert found and found[-1]["userAgent"].startswith("kubectl")
 
 

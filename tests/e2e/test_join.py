@@ -376,3 +376,22 @@ def test_approval_needs_the_approve_verb_on_the_signer(control_plane):
     assert r.returncode != 0
     assert ('user not permitted to approve requests with signerName "kubernetes.io/kube-apiserver-client"'
             in r.stderr), r.stderr
+
+
+def test_init_publishes_the_cluster_configuration_joining_nodes_read(control_plane):
+    # kubeadm's kube-system/kubeadm-config and kubelet-config, readable with the bootstrap token (as `join` reads
+    # them) and by nodes; not by other users
+    cp = control_plane
+    for name, key in (("kubeadm-config", "ClusterConfiguration"), ("kubelet-config", "kubelet")):
+        r = cp.raw("GET", f"/api/v1/namespaces/kube-system/configmaps/{name}", token=cp.token)
+        assert r.status_code == 200, r.text
+        doc = yaml.safe_load(r.json()["data"][key])
+        if name == "kubeadm-config":
+            assert doc["kind"] == "ClusterConfiguration"
+            assert doc["networking"] == {"podSubnet": "10.244.0.0/16", "serviceSubnet": "10.96.0.0/12",
+                                         "dnsDomain": "cluster.local"}
+            assert doc["controlPlaneEndpoint"] == ""  # as kubeadm: only what --control-plane-endpoint says
+        else:
+            assert doc["clusterDNS"] == ["10.96.0.10"] and doc["clusterDomain"] == "cluster.local"
+    assert cp.raw("GET", "/api/v1/namespaces/kube-system/configmaps/kube-proxy", token=cp.token).status_code in (403, 404)
+    assert cp.raw("GET", "/api/v1/namespaces/kube-system/configmaps", token=cp.token).status_code == 403

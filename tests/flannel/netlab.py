@@ -113,6 +113,8 @@ class Lab:
 
     def host(self, short: str, switch: str, cidr: str, gateway: str | None = None) -> str:
         ns = self.netns(short)
+        # a new namespace copies the root namespace's forwarding setting, which other tests may have turned on
+        self.run(ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=0")
         self.plug(switch, ns, "eth0", cidr)
         if gateway:
             self.run(ns, "ip", "route", "add", "default", "via", gateway)

@@ -267,8 +267,10 @@ def test_generation_and_load_are_fast(tmp_path):
     start = time.perf_counter()
     ensure_cluster_pki(str(tmp_path / "fresh"))
     load = time.perf_counter() - start
-    assert generate < 0.2, generate
-    assert load < 0.02, load
+    # generous bounds (a busy 2-core CI machine): they catch a pathological cost such as RSA key generation or
+    # re-issuing on every load, not small regressions (bench/ measures those)
+    assert generate < 0.5, generate
+    assert load < 0.1, load
 
 
 def test_concurrent_first_start_makes_one_ca(tmp_path):

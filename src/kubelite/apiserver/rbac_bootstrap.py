@@ -425,6 +425,9 @@ ROLES: dict[tuple[str, str], list[dict[str, Any]]] = {
         _r(READ, "core", "configmaps"), _r("update", "core", "configmaps", "cluster-info"), _ev()],
     # kubeadm's: anyone may read the signed cluster-info a joining node starts from
     ("kube-public", "kubeadm:bootstrap-signer-clusterinfo"): [_r("get", "core", "configmaps", "cluster-info")],
+    # kubeadm's: joining and joined nodes read the cluster's configuration (pod and Service ranges, DNS)
+    ("kube-system", "kubeadm:nodes-kubeadm-config"): [_r("get", "core", "configmaps", "kubeadm-config")],
+    ("kube-system", "kubeadm:kubelet-config"): [_r("get", "core", "configmaps", "kubelet-config")],
 }
 ROLE_BINDINGS: dict[tuple[str, str], tuple[str, list[dict[str, Any]]]] = {
     ("kube-system", "system::extension-apiserver-authentication-reader"): (
@@ -447,6 +450,10 @@ ROLE_BINDINGS: dict[tuple[str, str], tuple[str, list[dict[str, Any]]]] = {
         "system:controller:bootstrap-signer", [_subject("ServiceAccount", "bootstrap-signer", "kube-system")]),
     ("kube-public", "kubeadm:bootstrap-signer-clusterinfo"): (
         "kubeadm:bootstrap-signer-clusterinfo", [_subject("User", "system:anonymous")]),
+    ("kube-system", "kubeadm:nodes-kubeadm-config"): ("kubeadm:nodes-kubeadm-config", [
+        _subject("Group", KUBEADM_NODE_TOKEN_GROUP), _subject("Group", "system:nodes")]),
+    ("kube-system", "kubeadm:kubelet-config"): ("kubeadm:kubelet-config", [
+        _subject("Group", KUBEADM_NODE_TOKEN_GROUP), _subject("Group", "system:nodes")]),
 }
 
 

@@ -50,8 +50,11 @@ class RunningServer:
     url: str
     _compactor: asyncio.Task | None = None
     _trimmer: asyncio.Task | None = None  # returns freed heap memory (kubelite.heap)
+    _endpoints: object | None = None  # the lease endpoint reconciler, with a shared (etcd) store
 
     async def stop(self) -> None:
+        if self._endpoints is not None:
+            await self._endpoints.stop()  # type: ignore[attr-defined]
         for task in (self._compactor, self._trimmer):
             if task is not None:
                 task.cancel()
@@ -163,6 +166,11 @@ async def start(config: ServerConfig) -> RunningServer:
     server = RunningServer(config, ctx, runner, pki, kubeconfig, url)
     server._compactor = asyncio.create_task(_compaction_loop(ctx))
     server._trimmer = asyncio.create_task(heap.trim_periodically())
+    if config.etcd_servers:  # other API servers may share this store: the `kubernetes` endpoints list them all
+        from .endpoint_reconciler import LeaseEndpointReconciler
+
+        server._endpoints = reconciler = LeaseEndpointReconciler(ctx, advertise, port)
+        reconciler.start()
     return server
 
 

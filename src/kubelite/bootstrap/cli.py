@@ -19,23 +19,7 @@ def add_bootstrap_parsers(sub, default_data_dir: str, add_server_flags: Callable
                                       "reach, and print the command that joins a node to it.")
     add_server_flags(init)
     init.set_defaults(bind_address=None, func=_init)
-    init.add_argument("--apiserver-advertise-address", default="", metavar="IP",
-                      help="address the API server advertises: the `kubernetes` Service's endpoint, this node's "
-                           "InternalIP, the kubeconfigs (default: this host's default-route address); where it "
-                           "listens is --bind-address (default on init: every address)")
-    init.add_argument("--control-plane-endpoint", default="", metavar="HOST:PORT",
-                      help="stable address of the control plane (a DNS name or load balancer) put in cluster-info "
-                           "and the join command")
-    init.add_argument("--service-cidr", default="", metavar="CIDR",
-                      help="range of Service cluster IPs (default: 10.96.0.0/12)")
-    init.add_argument("--cluster-domain", "--service-dns-domain", dest="cluster_domain", default="cluster.local",
-                      help="DNS domain of Services (default: cluster.local)")
-    init.add_argument("--token", default=None, help="the bootstrap token to create (default: a random one)")
-    init.add_argument("--token-ttl", default=DEFAULT_TOKEN_TTL,
-                      help="lifetime of the bootstrap token, e.g. 2h; 0 never expires (default: 24h)")
-    from kubelite.profiles.controlplane import add_control_plane_flags
-
-    add_control_plane_flags(init)
+    add_init_flags(init)
 
     token = sub.add_parser("token", help="manage bootstrap tokens (kubeadm token)",
                            description="Create, list and delete the bootstrap tokens nodes join with.")
@@ -56,6 +40,9 @@ def add_bootstrap_parsers(sub, default_data_dir: str, add_server_flags: Callable
     create.add_argument("--print-join-command", action="store_true",
                         help="print the whole `kubelite join` command instead of the token")
     create.add_argument("--description", default="", help="a human-friendly description of the token")
+    create.add_argument("--certificate-key", default="", metavar="HEX",
+                        help="with --print-join-command: print the command that joins a control-plane machine, "
+                             "with this key (from `kubelite init phase upload-certs --upload-certs`)")
     create.add_argument("--groups", default="system:bootstrappers:kubeadm:default-node-token",
                         help="extra groups the token authenticates as (comma-separated)")
     create.add_argument("--usages", default="signing,authentication",
@@ -84,10 +71,54 @@ def add_bootstrap_parsers(sub, default_data_dir: str, add_server_flags: Callable
     from kubelite.profiles.flags import add_node_flags
 
     add_node_flags(join, joined=True)
+    join.add_argument("--control-plane", action="store_true",
+                      help="join as another control-plane machine: an etcd member, an API server, controllers and "
+                           "scheduler next to the node (needs --certificate-key)")
+    join.add_argument("--certificate-key", default="", metavar="HEX",
+                      help="the key that decrypts the control plane's shared keys (printed by `kubelite init "
+                           "--upload-certs`)")
+    join.add_argument("--apiserver-advertise-address", default="", metavar="IP",
+                      help="with --control-plane: the address this machine's API server and etcd member advertise "
+                           "(default: the default-route address)")
+    join.add_argument("--apiserver-bind-port", type=int, default=6443, metavar="PORT",
+                      help="with --control-plane: the port of this machine's API server (default: 6443)")
     join.add_argument("--tls-bootstrap-timeout", type=float, default=300.0, metavar="SECONDS",
                       help="how long to wait for the node's CSR to be approved and signed (default: 300)")
     join.add_argument("-v", "--verbose", action="store_true", help="log internals")
     join.set_defaults(func=lambda a: _run(_join(a)))
+
+
+def add_init_flags(init: argparse.ArgumentParser) -> None:
+    """`kubelite init`'s own flags (after the server flags); `join --control-plane` parses its control plane's
+    settings with them too."""
+    init.add_argument("--apiserver-advertise-address", default="", metavar="IP",
+                      help="address the API server advertises: the `kubernetes` Service's endpoint, this node's "
+                           "InternalIP, the kubeconfigs (default: this host's default-route address); where it "
+                           "listens is --bind-address (default on init: every address)")
+    init.add_argument("--control-plane-endpoint", default="", metavar="HOST:PORT",
+                      help="stable address of the control plane (a DNS name or load balancer) put in cluster-info "
+                           "and the join command")
+    init.add_argument("--service-cidr", default="", metavar="CIDR",
+                      help="range of Service cluster IPs (default: 10.96.0.0/12)")
+    init.add_argument("--cluster-domain", "--service-dns-domain", dest="cluster_domain", default="cluster.local",
+                      help="DNS domain of Services (default: cluster.local)")
+    init.add_argument("--token", default=None, help="the bootstrap token to create (default: a random one)")
+    init.add_argument("--token-ttl", default=DEFAULT_TOKEN_TTL,
+                      help="lifetime of the bootstrap token, e.g. 2h; 0 never expires (default: 24h)")
+    from kubelite.profiles.controlplane import add_control_plane_flags
+
+    add_control_plane_flags(init)
+    init.add_argument("--cluster-init", action="store_true",
+                      help="keep the cluster state in an etcd member started on this machine (k3s's flag), so "
+                           "more control-plane machines can join it (`kubelite join --control-plane`)")
+    init.add_argument("--upload-certs", action="store_true",
+                      help="upload the control plane's shared keys, encrypted, to Secret kube-system/kubeadm-certs "
+                           "and print the key that decrypts them (for `kubelite join --control-plane`)")
+    init.add_argument("--certificate-key", default="", metavar="HEX",
+                      help="the key --upload-certs encrypts with (default: a new random one)")
+    init.add_argument("phase", nargs="*", default=[], metavar="phase upload-certs",
+                      help="`kubelite init phase upload-certs --upload-certs`: only upload the keys again, on a "
+                           "running control-plane machine, and print the new certificate key")
 
 
 def _run(coro) -> int:
@@ -107,7 +138,38 @@ def _token_help(parser: argparse.ArgumentParser):
 def _init(args: argparse.Namespace) -> int:
     from .init import run_init
 
+    if args.phase:
+        if args.phase != ["phase", "upload-certs"]:
+            print(f"kubelite: error: unknown init phase {' '.join(args.phase)!r} (known: phase upload-certs)",
+                  file=sys.stderr)
+            return 1
+        return _run(_upload_certs_phase(args))
+
     return _run(run_init(args))
+
+
+async def _upload_certs_phase(args: argparse.Namespace) -> int:
+    from kubelite.client import ClientError
+
+    from .uploadcerts import CertsError, upload_certs
+
+    if not args.upload_certs:
+        print("[upload-certs] Skipping phase. Please see --upload-certs", file=sys.stderr)
+        return 0
+    args.kubeconfig = None
+    client = _admin_client(args)
+    try:
+        key = await upload_certs(client, os.path.join(os.path.abspath(os.path.expanduser(args.data_dir)), "pki"),
+                                 args.certificate_key or None)
+    except (CertsError, ClientError) as e:
+        print(f"kubelite: error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+    print("[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace")
+    print("[upload-certs] Using certificate key:")
+    print(key)
+    return 0
 
 
 def _admin_client(args: argparse.Namespace):
@@ -141,7 +203,10 @@ async def _token_create(args: argparse.Namespace) -> int:
         token = await create_token(client, args.token, ttl, description=args.description, groups=groups,
                                    usages=usages)
         if args.print_join_command:
-            print(await _join_command(client, token))
+            command = await _join_command(client, token)
+            if args.certificate_key:
+                command += f" --control-plane --certificate-key {args.certificate_key}"
+            print(command)
         else:
             print(token)
     except (TokenError, ValueError) as e:
@@ -241,6 +306,10 @@ async def _join(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     data_dir = os.path.abspath(os.path.expanduser(args.data_dir))
+    if args.control_plane:
+        from .join_controlplane import run_join_control_plane
+
+        return await run_join_control_plane(args, data_dir)
     if not hold_node_lock(args, data_dir, "join"):
         return 1
     cfg = JoinConfig(endpoint=args.endpoint, token=args.token, ca_cert_hashes=list(args.discovery_token_ca_cert_hash),
@@ -274,12 +343,35 @@ Run 'kubectl get nodes' on the control-plane to see this node join the cluster.
     from kubelite.profiles.node import data_dir_of, run_node
 
     args.node_name = node_name
+    await _cluster_defaults(args, path)
     try:
         await run_node(node_settings_from_args(args, path, data_dir_of(data_dir)), stop)
     except (OSError, RuntimeError) as e:
         print(f"kubelite join: error: the node agent stopped: {e}", file=sys.stderr, flush=True)
         return 1
     return 0
+
+
+async def _cluster_defaults(args: argparse.Namespace, kubeconfig: str) -> None:
+    """The pod range, DNS address and domain `kubelite init` published (kubeadm-config, kubelet-config), where the
+    user gave no flag of their own."""
+    from kubelite.client import ApiClient, ClientError
+
+    from .clusterconfig import read
+
+    client = ApiClient.from_kubeconfig(kubeconfig)
+    try:
+        net = await read(client)
+    except (ClientError, OSError) as e:
+        print(f"kubelite join: warning: cannot read the cluster's configuration ({e}); using the defaults",
+              file=sys.stderr, flush=True)
+        net = None
+    finally:
+        await client.close()
+    if net is not None:
+        args.cluster_cidr = args.cluster_cidr or net.pod_subnet
+        args.cluster_dns = args.cluster_dns or net.cluster_dns
+        args.cluster_domain = args.cluster_domain or net.dns_domain
 
 
 def _node_of(path: str, certs, subject) -> str:

@@ -21,7 +21,7 @@ import time
 from kubelite.client import ApiClient, ClientError
 from kubelite.pki.certs import spki_sha256
 
-from . import jws
+from . import clusterconfig, jws
 from .clusterinfo import CONFIGMAPS, publish_cluster_info
 from .join import default_node_name
 from .tokens import INIT_DESCRIPTION, TokenError, create_token
@@ -97,7 +97,7 @@ def _prepare(args: argparse.Namespace) -> tuple[str, str]:
     return args.bind_address, advertise
 
 
-def _print_summary(data_dir_kubeconfig: str, command: str, token_ttl: float) -> None:
+def _print_summary(data_dir_kubeconfig: str, command: str, token_ttl: float, certificate_key: str = "") -> None:
     ttl = "never expires" if not token_ttl else f"expires in {int(token_ttl // 3600)}h" if token_ttl >= 3600 else \
         f"expires in {int(token_ttl)}s"
     print(f"""
@@ -116,6 +116,16 @@ Then you can join any number of worker nodes by running the following on each of
 `kubelite token create --print-join-command` makes a new one):
 
 {command}
+""", flush=True)
+    if certificate_key:
+        print(f"""You can now join any number of control-plane machines (each runs an etcd member, an API server, the
+controllers and the scheduler) by running the following on each of them:
+
+{command} --control-plane --certificate-key {certificate_key}
+
+Please note that the certificate-key gives access to cluster sensitive data, keep it secret!
+As a safeguard, uploaded-certs will be deleted in two hours; if necessary, you can use
+`kubelite init phase upload-certs --upload-certs` to reload certs afterward.
 """, flush=True)
 
 
@@ -153,11 +163,31 @@ async def run_init(args: argparse.Namespace) -> int:
         return 1
     if not kcli.hold_node_lock(args, config.data_dir, "init"):
         return 1
+    joining = getattr(args, "joining_control_plane", False)
+    member = None
+    if getattr(args, "cluster_init", False) or joining:
+        from kubelite.etcd.embedded import start_embedded
+        from kubelite.etcd.member import EtcdError
+
+        if config.etcd_servers:
+            print("kubelite: error: --cluster-init runs etcd here: drop --etcd-servers/--datastore-endpoint",
+                  file=sys.stderr)
+            return 1
+        try:
+            member = await start_embedded(config.data_dir, settings.node_name or default_node_name(), advertise,
+                                          config)
+        except EtcdError as e:
+            print(f"kubelite: error: {e}", file=sys.stderr)
+            return 1
+        print(f"[etcd] member {member.cfg.name} serving at {member.cfg.client_url} (peers: {member.cfg.peer_url}), "
+              f"data in {member.cfg.member_dir}", file=sys.stderr, flush=True)
     began = time.monotonic()
     try:
         server = await start(config)
     except StartupError as e:
         print(f"kubelite: error: {e}", file=sys.stderr)
+        if member is not None:
+            member.stop()
         return 1
     print(f"kubelite init: API server ready at https://{join_endpoint(advertise, port)} (bound to {bind}) in "
           f"{time.monotonic() - began:.2f}s", file=sys.stderr)
@@ -172,21 +202,27 @@ async def run_init(args: argparse.Namespace) -> int:
 
             mark = asyncio.create_task(mark_control_plane(client, settings.node_name or default_node_name(),
                                                           taint=True, exclude_from_lb=True))
-        await publish_cluster_info(client, f"https://{endpoint}", server.pki.ca_cert_pem)
-        try:
-            token = await create_token(client, args.token, token_ttl, description=INIT_DESCRIPTION)
-        except TokenError as e:
-            print(f"kubelite: error: {e}", file=sys.stderr)
-            rc = 1
+        if joining:
+            _print_joined_summary(server.kubeconfig, node_ip)
         else:
-            if not await wait_for_signature(client, token.split(".")[0]):
-                print("kubelite init: WARNING: cluster-info is not signed with the new token yet (is the "
-                      "bootstrap-signer-controller running?)", file=sys.stderr)
-            command = join_command(endpoint, token, spki_sha256(server.pki.ca_cert))
-            _print_summary(server.kubeconfig, command, token_ttl)
-            if mark is not None:
-                print(f"[mark-control-plane] Marking the node as control-plane and tainting it NoSchedule, as "
-                      f"kubeadm does; to run ordinary pods on it too: {UNTAINT_HINT}\n", flush=True)
+            await publish_cluster_info(client, f"https://{endpoint}", server.pki.ca_cert_pem)
+            certificate_key = await _upload_phases(args, client, config, server.pki.dir, settings.dns_service_ip)
+            try:
+                token = await create_token(client, args.token, token_ttl, description=INIT_DESCRIPTION)
+            except TokenError as e:
+                print(f"kubelite: error: {e}", file=sys.stderr)
+                rc = 1
+            if certificate_key is None:
+                rc = 1
+            if rc == 0:
+                if not await wait_for_signature(client, token.split(".")[0]):
+                    print("kubelite init: WARNING: cluster-info is not signed with the new token yet (is the "
+                          "bootstrap-signer-controller running?)", file=sys.stderr)
+                command = join_command(endpoint, token, spki_sha256(server.pki.ca_cert))
+                _print_summary(server.kubeconfig, command, token_ttl, certificate_key)
+                if mark is not None:
+                    print(f"[mark-control-plane] Marking the node as control-plane and tainting it NoSchedule, as "
+                          f"kubeadm does; to run ordinary pods on it too: {UNTAINT_HINT}\n", flush=True)
         if rc == 0:
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -200,7 +236,49 @@ async def run_init(args: argparse.Namespace) -> int:
         await client.close()
     await components.shutdown()
     await server.stop()
+    if member is not None:
+        member.stop()
     return rc
+
+
+async def _upload_phases(args: argparse.Namespace, client: ApiClient, config, pki_dir: str,
+                         cluster_dns: str) -> str | None:
+    """kubeadm's upload-config (always) and upload-certs (with --upload-certs) phases: the certificate key ("" when
+    not uploaded), None on failure."""
+    from .uploadcerts import CertsError, upload_certs
+
+    try:
+        await clusterconfig.publish(client, clusterconfig.ClusterNetwork(
+            pod_subnet=args.cluster_cidr, service_subnet=config.service_cluster_ip_range,
+            dns_domain=args.cluster_domain, cluster_dns=cluster_dns, control_plane_endpoint=args.control_plane_endpoint,
+            bind_port=config.port,
+            external_etcd=None if getattr(args, "cluster_init", False) else list(config.etcd_servers) or None),
+            {"disable": args.disable} if args.disable else None)
+        if not getattr(args, "upload_certs", False):
+            return ""
+        key = await upload_certs(client, pki_dir, args.certificate_key or None)
+    except (CertsError, ClientError) as e:
+        print(f"kubelite: error: uploading the cluster configuration: {e}", file=sys.stderr)
+        return None
+    print('[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace',
+          file=sys.stderr, flush=True)
+    return key
+
+
+def _print_joined_summary(kubeconfig: str, address: str) -> None:
+    print(f"""
+This node has joined the cluster and a new control plane instance was created:
+
+* A new etcd member was added to the local/stacked etcd cluster.
+* The API server, controller-manager and scheduler run here ({address}).
+* The node was registered and marked as control-plane.
+
+To start administering your cluster from this node:
+
+  export KUBECONFIG={kubeconfig}
+
+Run 'kubectl get nodes' to see this node join the cluster.
+""", flush=True)
 
 
 def parse_ttl(text: str) -> float:

@@ -41,6 +41,10 @@ def add_control_plane_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dashboard-port", type=int, default=31213, metavar="NODEPORT",
                    help="node port of the dashboard (HTTPS, Service kubernetes-dashboard/kubernetes-dashboard; "
                         "default: 31213, another free one if taken; 0 picks a free one)")
+    p.add_argument("--kubelet-arg", action="append", default=[], metavar="KEY=VALUE",
+                   help="a kubelet setting of the local node, as k3s's flag (repeatable): anonymous-auth "
+                        "(default false), authorization-mode Webhook|AlwaysAllow (default Webhook), read-only-port "
+                        "(default 0, closed), address (default 0.0.0.0); the weak values are for a lab only")
     p.add_argument("--dashboard-token-ttl", type=int, default=900, metavar="SECONDS",
                    help="how long a dashboard login lasts after its last use, as the Dashboard's --token-ttl "
                         "(default: 900; 0: until sign-out)")
@@ -62,6 +66,13 @@ def check_cluster_cidr(args: argparse.Namespace) -> None:
         raise SystemExit(f"kubelite: error: --cluster-cidr: {args.cluster_cidr!r} is not a CIDR") from None
 
 
+def _identity(node_name: str) -> str:
+    import socket
+    import uuid
+
+    return f"{node_name or socket.gethostname()}_{uuid.uuid4()}"
+
+
 def component_settings(args: argparse.Namespace, data_dir: str, *, listen: str, node_ip: str, dns: bool = True):
     """`ComponentSettings` from the control-plane flags. ValueError for a bad --disable."""
     from ..launcher import ComponentSettings
@@ -70,14 +81,21 @@ def component_settings(args: argparse.Namespace, data_dir: str, *, listen: str, 
     extra = {**node_lifecycle_overrides(args),
              "node-ipam-controller": {"cluster_cidr": args.cluster_cidr}}
     storage = os.path.abspath(os.path.expanduser(args.default_local_storage_path or os.path.join(data_dir, "storage")))
+    from ..kubelet.kubelet_args import parse_kubelet_args
+
+    parse_kubelet_args(getattr(args, "kubelet_arg", []))  # a bad one stops `up` at once (ValueError)
     return ComponentSettings(
+        kubelet_args=list(getattr(args, "kubelet_arg", [])),
         controllers=not args.disable_controller_manager, scheduler=not args.disable_scheduler,
         simulated_nodes=args.simulated_nodes, node_runtime=args.node_runtime, node_name=args.node_name,
         node_ip=node_ip, kubelet_port=args.kubelet_port, registries=args.registries,
         cleanup_on_exit=args.cleanup_on_exit, flannel_backend=args.flannel_backend,
         proxy=not args.disable_kube_proxy, node_lease_duration_seconds=args.node_lease_duration_seconds,
         cni_conf_dir=args.cni_conf_dir, cluster_cidr=args.cluster_cidr,
-        controller_overrides={"extra": extra},
+        # leader identities name the machine (upstream's hostname_<uuid>, with the node name, which is the host
+        # name unless told otherwise), so `kubectl get lease` tells which machine leads
+        controller_overrides={"extra": extra, "identity": _identity(args.node_name)},
+        scheduler_overrides={"identity": _identity(args.node_name)},
         dns=dns and "dns" not in disabled, servicelb="servicelb" not in disabled, ingress="ingress" not in disabled,
         listen_host=listen, dns_port=args.cluster_dns_port, ingress_http_port=args.ingress_http_port,
         ingress_https_port=args.ingress_https_port, default_local_storage_path=storage,

@@ -66,13 +66,18 @@ def add_node_flags(p: argparse.ArgumentParser, *, joined: bool) -> None:
     p.add_argument("--disable-kube-proxy", action="store_true",
                    help="do not run kube-proxy on this node (Services then need a proxy of your own)")
     if joined:
-        p.add_argument("--cluster-cidr", default="10.244.0.0/16", metavar="CIDR",
-                       help="the cluster's pod range, as given to `kubelite init` (default: %(default)s); pod "
-                            "traffic leaving it is masqueraded")
-        p.add_argument("--cluster-dns", default="10.96.0.10", metavar="IP",
-                       help="the cluster DNS Service's address, the nameserver of pods (default: %(default)s)")
-        p.add_argument("--cluster-domain", default="cluster.local",
-                       help="the cluster's DNS domain, searched by pods (default: %(default)s)")
+        p.add_argument("--cluster-cidr", default=None, metavar="CIDR",
+                       help="the cluster's pod range; pod traffic leaving it is masqueraded (default: what `kubelite "
+                            "init` published in kube-system/kubeadm-config, else 10.244.0.0/16)")
+        p.add_argument("--apiserver-lb-port", type=int, default=6444, metavar="PORT",
+                       help="the node-local load balancer over every API server, on 127.0.0.1 (as k3s's agent): the "
+                            "node keeps working when the API server it joined through dies (default: 6444; 0: "
+                            "talk to the kubeconfig's server directly)")
+        p.add_argument("--cluster-dns", default=None, metavar="IP",
+                       help="the cluster DNS Service's address, the nameserver of pods (default: what `kubelite "
+                            "init` published in kube-system/kubelet-config, else 10.96.0.10)")
+        p.add_argument("--cluster-domain", default=None,
+                       help="the cluster's DNS domain, searched by pods (default: as published, else cluster.local)")
     p.add_argument("--cleanup-on-exit", action="store_true",
                    help="when stopping, also stop the pods' containers and remove pod networks, the pod network's "
                         "device and routes, and the proxy's iptables rules (by default containers keep running, "

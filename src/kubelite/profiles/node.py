@@ -53,6 +53,10 @@ class NodeSettings:
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[dict[str, Any]] = field(default_factory=list)
     lease_duration_seconds: int = 40
+    # a node-local load balancer over every API server (as k3s's agent on 127.0.0.1:6444): the node's parts talk
+    # to it and it follows the `kubernetes` endpoints, so the node keeps working when one API server dies; 0: off
+    apiserver_lb_port: int = 0
+    kubelet_args: list[str] = field(default_factory=list)  # --kubelet-arg KEY=VALUE (kubelet/kubelet_args.py)
 
 
 def node_name(settings: NodeSettings) -> str:
@@ -73,7 +77,8 @@ def _agent_config(settings: NodeSettings, node_ip: str, pod_mtu: int = 0):
                        container_log_max_size=settings.container_log_max_size,
                        container_log_max_files=settings.container_log_max_files,
                        pod_network_masquerade=settings.flannel_backend == "none", pod_mtu=pod_mtu,
-                       cni_conf_dir=settings.cni_conf_dir if settings.flannel_backend == "none" else None)
+                       cni_conf_dir=settings.cni_conf_dir if settings.flannel_backend == "none" else None,
+                       kubelet_args=list(settings.kubelet_args))
 
 
 def resolve_node_ip(settings: NodeSettings, server_url: str) -> str:
@@ -91,6 +96,18 @@ async def run_node(settings: NodeSettings, stop: asyncio.Event, *,
     kind = choose_runtime(settings.runtime)
     client = ApiClient.from_kubeconfig(settings.kubeconfig, user_agent="kube-proxy/v1.33.1 (linux) kubelite")
     node_ip = resolve_node_ip(settings, client.server_url)
+    balancer = None
+    if settings.apiserver_lb_port:
+        from ..client.loadbalancer import LoadBalancer
+
+        try:
+            balancer = await LoadBalancer([client.server_url], port=settings.apiserver_lb_port).start()
+        except OSError as e:  # e.g. another node of this network namespace holds the port
+            log.warning("no API server load balancer on 127.0.0.1:%d (%s): talking to %s directly",
+                        settings.apiserver_lb_port, e.strerror or e, client.server_url)
+        else:
+            client.server_url = balancer.url
+            balancer.follow_endpoints(client)
     flannel = None
     pod_mtu = 0
     if kind != "simulated" and settings.flannel_backend != "none":
@@ -101,7 +118,10 @@ async def run_node(settings: NodeSettings, stop: asyncio.Event, *,
         # pods' packets must fit the overlay: VXLAN takes 50 bytes of the underlay's MTU
         with contextlib.suppress(Exception):
             pod_mtu = await FlannelNetwork(flannel).mtu(node_ip) or 0
-    agent = await start_agent(_agent_config(settings, node_ip, pod_mtu))
+    agent_config = _agent_config(settings, node_ip, pod_mtu)
+    if balancer is not None:
+        agent_config.server = balancer.url
+    agent = await start_agent(agent_config)
     tasks: dict[str, asyncio.Task] = {}
     own_factory: SharedInformerFactory | None = None
     if kind != "simulated":
@@ -112,13 +132,13 @@ async def run_node(settings: NodeSettings, stop: asyncio.Event, *,
         if settings.proxy:
             from ..proxy import ProxyConfig, run_proxy
 
-            tasks["proxy"] = asyncio.create_task(_logged("proxy", run_proxy(
+            tasks["proxy"] = logged_task("proxy", run_proxy(
                 client, stop=stop, informers=factory, config=ProxyConfig(
                     node_name=node_name(settings), node_ips=[node_ip], cluster_cidr=settings.cluster_cidr,
-                    cleanup_on_exit=settings.cleanup_on_exit))))
+                    cleanup_on_exit=settings.cleanup_on_exit)))
         if flannel is not None:
-            tasks["flannel"] = asyncio.create_task(_logged("flannel", _run_flannel(
-                client, flannel, settings.cleanup_on_exit, stop, factory)))
+            tasks["flannel"] = logged_task("flannel", _run_flannel(
+                client, flannel, settings.cleanup_on_exit, stop, factory))
     try:
         await stop.wait()
     finally:
@@ -135,6 +155,8 @@ async def run_node(settings: NodeSettings, stop: asyncio.Event, *,
         if settings.cleanup_on_exit and network is not None:
             await network.cleanup_node()
         await client.close()
+        if balancer is not None:
+            await balancer.stop()
 
 
 async def _run_flannel(client: ApiClient, config, cleanup_on_exit: bool, stop: asyncio.Event,
@@ -148,14 +170,18 @@ async def _run_flannel(client: ApiClient, config, cleanup_on_exit: bool, stop: a
             await asyncio.shield(cleanup(config))
 
 
-async def _logged(name: str, coro) -> None:
-    try:
-        await coro
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("%s stopped with an error", name)
-        raise
+def logged_task(name: str, coro) -> asyncio.Task:
+    """`coro` as a task named `name` whose crash is logged (the component runners' way to start a part)."""
+    async def run() -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s stopped with an error", name)
+            raise
+
+    return asyncio.create_task(run(), name=name)
 
 
 def data_dir_of(base: str) -> str:

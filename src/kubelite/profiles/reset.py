@@ -110,7 +110,9 @@ async def reset(data_dir: str, *, node_name: str = "", stop_timeout: float = 30.
     node = node_name or node_name_of(data_dir)
     # stopped first, or its kubelet would register the Node again; if the API server ran here too, the Node goes
     # with the data dir
+    await _leave_etcd(data_dir, report)  # while this machine's member may still answer
     await asyncio.get_running_loop().run_in_executor(None, _stop_holder, report, stop_timeout)
+    _stop_etcd(data_dir, report)
     await _delete_node(data_dir, node, report)
     agent_dir = os.path.join(data_dir, "agent")
     if os.path.isdir(agent_dir) or node:
@@ -129,6 +131,29 @@ async def reset(data_dir: str, *, node_name: str = "", stop_timeout: float = 30.
     with contextlib.suppress(OSError):
         os.unlink(lock.lock_path())
     return report
+
+
+async def _leave_etcd(data_dir: str, report: ResetReport) -> None:
+    """`init --cluster-init` / `join --control-plane` ran an etcd member here: take it out of its cluster."""
+    from ..etcd.member import EtcdError, leave_cluster
+
+    try:
+        done = await leave_cluster(data_dir)
+    except EtcdError as e:
+        report.warn(f"could not remove this machine's etcd member from its cluster ({e}); remove it from another "
+                    f"control-plane machine with `etcdctl member remove`")
+        return
+    if done:
+        report.did(done)
+
+
+def _stop_etcd(data_dir: str, report: ResetReport) -> None:
+    from ..etcd.member import running_pid, stop_pid
+
+    pid = running_pid(data_dir)
+    if pid is not None:
+        stop_pid(pid)
+        report.did(f"Stopped the etcd member (pid {pid})")
 
 
 def confirm(data_dir: str) -> bool:

@@ -60,6 +60,7 @@ class AgentConfig:
     pod_network_masquerade: bool = True
     cni_conf_dir: str | None = None  # use the first network configured there instead of the built-in bridge
     pod_mtu: int = 0  # the pods' interface MTU (an overlay's, smaller than the host's); 0: 1500
+    kubelet_args: list[str] = field(default_factory=list)  # --kubelet-arg KEY=VALUE (kubelet_args.py)
 
 
 def choose_runtime(wanted: str) -> str:
@@ -119,9 +120,12 @@ class RunningAgent:
     server: Any
     client: ApiClient
     registry_client: Any = None
+    read_only: Any = None  # the read-only port's server, when --kubelet-arg read-only-port=N opened one
 
     async def stop(self, *, stop_containers: bool = False) -> None:
         await self.nodes.stop()
+        if self.read_only is not None:
+            await self.read_only.stop()
         if self.server is not None:
             await self.server.stop()
         if self.runtime is not None and hasattr(self.runtime, "shutdown"):
@@ -170,11 +174,16 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
                           dns=DNSConfig(nameservers=list(config.cluster_dns), cluster_domain=config.cluster_domain),
                           ca_pem=ca_pem, log_policy=log_policy)
     server = KubeletServer(runtime, client, name)
+    from ..kubelet_args import ReadOnlyPort, apply_to_server, parse_kubelet_args
+
+    kubelet_args = parse_kubelet_args(config.kubelet_args)
+    apply_to_server(server, kubelet_args)
     if config.tls_cert_file and config.tls_private_key_file:
         tls = serving_context(config.tls_cert_file, config.tls_private_key_file, ca_pem)
     else:
         tls = self_signed_context(name, [node_ip], ca_pem, os.path.join(config.data_dir, "pki"))
-    port = await server.start(config.kubelet_address, config.kubelet_port, tls)
+    address = kubelet_args.address or config.kubelet_address
+    port = await server.start(address, config.kubelet_port, tls)
     spec = nodeapi.NodeSpec(
         name=name, internal_ip=node_ip, capacity=host_capacity(), labels=dict(config.labels),
         taints=list(config.taints), container_runtime_version=f"{kind}://{runtime_version(binary)}",
@@ -187,7 +196,11 @@ async def start_agent(config: AgentConfig) -> RunningAgent:
     runtime.spawn(_trim_when_quiet(nodes))
     if log_policy.enabled:
         runtime.spawn(runtime.rotate_logs_forever(config.container_log_monitor_interval))
-    return RunningAgent(nodes, runtime, server, client, registry_client)
+    read_only = None
+    if kubelet_args.read_only_port:
+        read_only = ReadOnlyPort(server)
+        await read_only.start(address, kubelet_args.read_only_port)
+    return RunningAgent(nodes, runtime, server, client, registry_client, read_only)
 
 
 async def _cleanup_later(runtime: Any) -> None:
