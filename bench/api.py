@@ -4,7 +4,9 @@ Starts `kubelite server` as a subprocess on a free port with a fresh data dir an
 with keep-alive, using raw aiohttp and the official `kubernetes` client. Prints one line per figure and
 the target it must meet (the figures a real kube-apiserver v1.36 + etcd 3.4 reached on this machine).
 
-    python bench/api.py [--quick]
+    python bench/api.py [--quick] [--etcd URLS]
+
+KUBELITE_ETCD_WATCH_CACHE=0 in the environment runs the etcd store without its watch cache (reads from etcd).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
     python bench/store.py [--no-fsync] [--uvloop] [--dir DIR] [--etcd URL[,URL...]]
 
---etcd measures the etcd backend against a running etcd instead (keys under a fresh prefix).
+--etcd measures the etcd backend against a running etcd instead (keys under a fresh prefix); with
+KUBELITE_ETCD_WATCH_CACHE=0 in the environment, without its watch cache (every read goes to etcd).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ async def bench(directory: str, fsync: bool, etcd: str = "") -> None:
     else:
         store = SQLiteStore(os.path.join(directory, "db", "state.db"), fsync=fsync)
     await store.start()
-    backend = f"etcd {etcd}" if etcd else f"sqlite fsync={fsync}"
+    backend = f"etcd {etcd} watch-cache={'on' if store._cache is not None else 'off'}" if etcd \
+        else f"sqlite fsync={fsync}"
     print(f"{backend}  value={len(VALUE)} bytes  loop={type(asyncio.get_running_loop()).__module__}")
 
     t = time.perf_counter()

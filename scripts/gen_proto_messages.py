@@ -58,6 +58,7 @@ FILES = [
     "k8s.io/api/authentication/v1/generated.proto",
     "k8s.io/api/authorization/v1/generated.proto",
     "k8s.io/api/autoscaling/v1/generated.proto",
+    "k8s.io/api/autoscaling/v2/generated.proto",
     "k8s.io/api/certificates/v1/generated.proto",
 ]
 
@@ -263,8 +264,8 @@ def build(descs: dict[str, bytes]) -> tuple[dict, dict, list[str], list[str]]:
         for gvk in definition.get("x-kubernetes-group-version-kind", ()):
             api_version = f"{gvk['group']}/{gvk['version']}" if gvk["group"] else gvk["version"]
             # meta/v1 kinds (DeleteOptions, WatchEvent, …) are listed under every group; the decoder
-            # maps DeleteOptions itself
-            if not mname.startswith("apis.") and gvk["version"] == "v1":
+            # maps DeleteOptions itself; a message serves the version of its own package only
+            if not mname.startswith("apis.") and gvk["version"] == mname.split(".")[1]:
                 kinds[(api_version, gvk["kind"])] = mname
     return table, kinds, sorted(wrappers), notes
 

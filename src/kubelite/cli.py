@@ -218,9 +218,11 @@ async def _serve(args: argparse.Namespace, what: str) -> int:
 
         apply_toleration_flags(config, args)
     if what == "up":
-        from .profiles.controlplane import check_cluster_cidr
+        from .profiles.controlplane import check_cluster_cidr, with_node_lifecycle_admission
 
         check_cluster_cidr(args)
+        if not args.disable_controller_manager:
+            with_node_lifecycle_admission(config)
         if not hold_node_lock(args, config.data_dir, what):
             return 1
     try:
@@ -576,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     from .lab.cli import add_lab_parser
 
     add_lab_parser(sub)  # attack-and-defense lab (issue 15)
-    from .etcd.snapshot import add_snapshot_parser
+    from .etcd.snapshot_cli import add_snapshot_parser
 
     add_snapshot_parser(sub, default_data_dir())  # etcd-snapshot save|restore
     comp = sub.add_parser("components")  # `kubelite up`'s second process; no help: not listed

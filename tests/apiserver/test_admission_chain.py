@@ -19,12 +19,13 @@ from kubelite.storage.sqlite import SQLiteStore
 def test_default_plugins_and_flags():
     assert admission.enabled_plugins() == [
         "NamespaceLifecycle", "LimitRanger", "ServiceAccount", "PodSecurity", "Priority", "DefaultTolerationSeconds",
-        "DefaultStorageClass", "ResourceQuota"]
-    got = admission.enabled_plugins(["DenyServiceExternalIPs", "AlwaysPullImages", "NodeRestriction"],
-                                    ["ServiceAccount", "ResourceQuota"])
+        "DefaultStorageClass", "DefaultIngressClass", "ResourceQuota"]
+    got = admission.enabled_plugins(["DenyServiceExternalIPs", "AlwaysPullImages", "NodeRestriction",
+                                     "TaintNodesByCondition"], ["ServiceAccount", "ResourceQuota"])
     # upstream's order, whatever the order of the flags
-    assert got == ["NamespaceLifecycle", "LimitRanger", "NodeRestriction", "AlwaysPullImages", "PodSecurity",
-                   "Priority", "DefaultTolerationSeconds", "DefaultStorageClass", "DenyServiceExternalIPs"]
+    assert got == ["NamespaceLifecycle", "LimitRanger", "NodeRestriction", "TaintNodesByCondition",
+                   "AlwaysPullImages", "PodSecurity", "Priority", "DefaultTolerationSeconds", "DefaultStorageClass",
+                   "DefaultIngressClass", "DenyServiceExternalIPs"]
     with pytest.raises(ValueError, match="unknown"):
         admission.enabled_plugins(["Nope"])
     with pytest.raises(ValueError, match="overlapped"):

@@ -122,6 +122,8 @@ async def test_failover_between_members_and_lost_quorum(tmp_path):
             await store.create("/registry/p/c", b"3")
         assert time.monotonic() - started < 8
         assert "etcd" in str(e.value) and "Traceback" not in str(e.value)
+        with pytest.raises(EtcdUnavailableError):  # not a stale answer from the watch cache
+            await store.get("/registry/p/a")
         members[1].start(wait=False)
         deadline = time.monotonic() + 15
         while True:  # quorum is back: writes resume
@@ -131,6 +133,8 @@ async def test_failover_between_members_and_lost_quorum(tmp_path):
             except (EtcdUnavailableError, StoreError):
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.3)
+        assert (await store.get("/registry/p/d")).value == b"4"
+        assert store._cache is not None and store._cache_for(0) is not None  # the cache serves again
     finally:
         await store.close()
         for m in members:

@@ -7,6 +7,7 @@ preemptionPolicy of pods) are not defaults and are left alone.
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Callable
 from typing import Any
@@ -204,8 +205,27 @@ def _endpoints(obj: Obj) -> None:
 
 
 def _secret(obj: Obj) -> None:
+    merge_string_data(obj)
     if not obj.get("type"):
         obj["type"] = "Opaque"
+
+
+def merge_string_data(obj: Obj) -> None:
+    """stringData is write-only: upstream's conversion folds it into data (its keys winning) on every write,
+    create, update and patch alike, and never stores it."""
+    string_data = obj.get("stringData")
+    if string_data is not None and not isinstance(string_data, dict):
+        return  # not a map: validation reports it
+    obj.pop("stringData", None)
+    if not string_data:
+        return
+    data = obj.get("data")
+    if data is None:
+        data = obj["data"] = {}
+    elif not isinstance(data, dict):
+        return
+    for key, value in string_data.items():
+        data[key] = base64.b64encode(("" if value is None else str(value)).encode()).decode()
 
 
 def _namespace(obj: Obj) -> None:

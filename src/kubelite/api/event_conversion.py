@@ -116,4 +116,16 @@ def core_field_label(label: str) -> str | None:
 
 
 # what resources.py puts in the events.k8s.io ResourceType's `extra`
-CONVERSION: dict[str, Any] = {"convert_in": to_core, "convert_out": from_core}
+def _stored(obj: Obj) -> Obj:
+    from . import zerovalues  # imported when first used: the node agent loads this module, not the schemas
+
+    return zerovalues.fill("io.k8s.api.core.v1.Event", to_core(obj))
+
+
+def _served(obj: Obj) -> Obj:
+    from . import zerovalues
+
+    return zerovalues.fill("io.k8s.api.events.v1.Event", from_core(obj))
+
+
+CONVERSION: dict[str, Any] = {"convert_in": _stored, "convert_out": _served}

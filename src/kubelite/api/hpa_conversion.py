@@ -156,4 +156,16 @@ def to_storage(obj: Obj) -> Obj:
 
 
 # what resources.py puts in the autoscaling/v1 ResourceType's `extra`
-CONVERSION: dict[str, Any] = {"convert_in": to_storage, "convert_out": v2_to_v1}
+def _stored(obj: Obj) -> Obj:
+    from . import zerovalues  # imported when first used: the node agent loads this module, not the schemas
+
+    return zerovalues.fill("io.k8s.api.autoscaling.v2.HorizontalPodAutoscaler", to_storage(obj))
+
+
+def _served(obj: Obj) -> Obj:
+    from . import zerovalues
+
+    return zerovalues.fill("io.k8s.api.autoscaling.v1.HorizontalPodAutoscaler", v2_to_v1(obj))
+
+
+CONVERSION: dict[str, Any] = {"convert_in": _stored, "convert_out": _served}

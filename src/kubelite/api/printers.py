@@ -8,6 +8,7 @@ kubectl hides priority>0 columns) plus optional row conditions.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +17,8 @@ from typing import Any
 from kubelite.api import schemas
 from kubelite.api.selectors import format_label_selector, format_labels, label_selector_to_string
 from kubelite.api.timefmt import UNKNOWN, between, human_duration, parse_rfc3339, since
+
+log = logging.getLogger("kubelite.api.printers")
 
 Obj = dict[str, Any]
 Cells = list[Any]
@@ -1062,11 +1065,43 @@ def generic_row(obj: Obj, now: datetime) -> Cells:
 
 @dataclass(frozen=True)
 class Printer:
+    """Columns and the row function of a kind. A row that cannot be printed (an object of a shape its
+    printer does not expect, stored before validation caught it) is logged once and printed as its name
+    and `<unknown>` cells: one bad object must not fail the whole list for every reader."""
+
     columns: list[Column]
     row: RowFn
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "row", _guarded(self.row, len(self.columns)))
+
     def column_definitions(self) -> list[dict[str, Any]]:
         return [c.definition() for c in self.columns]
+
+
+_logged_bad_rows: set[tuple[str, str, str]] = set()
+
+
+def _guarded(row: RowFn, width: int) -> RowFn:
+    if getattr(row, "guarded", False):
+        return row
+
+    def safe_row(obj: Obj, now: datetime) -> Any:
+        try:
+            return row(obj, now)
+        except Exception:
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            meta = meta if isinstance(meta, dict) else {}
+            who = (str((obj.get("kind") if isinstance(obj, dict) else "") or ""), str(meta.get("namespace") or ""),
+                   str(meta.get("name") or ""))
+            if who not in _logged_bad_rows and len(_logged_bad_rows) < 10000:
+                _logged_bad_rows.add(who)
+                log.exception("cannot print a table row for %s %s/%s", *who)
+            first = meta.get("name") if isinstance(meta.get("name"), str) else UNKNOWN
+            return [first] + [UNKNOWN] * (width - 1)
+
+    safe_row.guarded = True  # type: ignore[attr-defined]
+    return safe_row
 
 
 PRINTERS: dict[tuple[str, str], Printer] = {

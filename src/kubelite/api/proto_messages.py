@@ -8,7 +8,7 @@ name, or ("map", key kind, value kind). KINDS: (apiVersion, kind) → message.
 # ruff: noqa: E501
 REPEATED, POINTER, REQUIRED, INLINE = 1, 2, 4, 8
 
-LIST_WRAPPERS = {'certificates.v1.ExtraValue', 'authentication.v1.ExtraValue', 'apis.meta.v1.Verbs', 'authorization.v1.ExtraValue'}
+LIST_WRAPPERS = {'apis.meta.v1.Verbs', 'authorization.v1.ExtraValue', 'certificates.v1.ExtraValue', 'authentication.v1.ExtraValue'}
 
 KINDS = {('apps/v1', 'ControllerRevision'): 'apps.v1.ControllerRevision',
  ('apps/v1', 'ControllerRevisionList'): 'apps.v1.ControllerRevisionList',
@@ -30,6 +30,8 @@ KINDS = {('apps/v1', 'ControllerRevision'): 'apps.v1.ControllerRevision',
  ('autoscaling/v1', 'HorizontalPodAutoscaler'): 'autoscaling.v1.HorizontalPodAutoscaler',
  ('autoscaling/v1', 'HorizontalPodAutoscalerList'): 'autoscaling.v1.HorizontalPodAutoscalerList',
  ('autoscaling/v1', 'Scale'): 'autoscaling.v1.Scale',
+ ('autoscaling/v2', 'HorizontalPodAutoscaler'): 'autoscaling.v2.HorizontalPodAutoscaler',
+ ('autoscaling/v2', 'HorizontalPodAutoscalerList'): 'autoscaling.v2.HorizontalPodAutoscalerList',
  ('batch/v1', 'CronJob'): 'batch.v1.CronJob',
  ('batch/v1', 'CronJobList'): 'batch.v1.CronJobList',
  ('batch/v1', 'Job'): 'batch.v1.Job',
@@ -763,6 +765,132 @@ MESSAGES = {
     'autoscaling.v1.ScaleStatus': {
         1: ('replicas', 'int32', 4),
         2: ('selector', 'string', 0),
+    },
+    'autoscaling.v2.ContainerResourceMetricSource': {
+        1: ('name', 'string', 4),
+        2: ('target', 'autoscaling.v2.MetricTarget', 4),
+        3: ('container', 'string', 4),
+    },
+    'autoscaling.v2.ContainerResourceMetricStatus': {
+        1: ('name', 'string', 4),
+        2: ('current', 'autoscaling.v2.MetricValueStatus', 4),
+        3: ('container', 'string', 4),
+    },
+    'autoscaling.v2.CrossVersionObjectReference': {
+        1: ('kind', 'string', 4),
+        2: ('name', 'string', 4),
+        3: ('apiVersion', 'string', 0),
+    },
+    'autoscaling.v2.ExternalMetricSource': {
+        1: ('metric', 'autoscaling.v2.MetricIdentifier', 4),
+        2: ('target', 'autoscaling.v2.MetricTarget', 4),
+    },
+    'autoscaling.v2.ExternalMetricStatus': {
+        1: ('metric', 'autoscaling.v2.MetricIdentifier', 4),
+        2: ('current', 'autoscaling.v2.MetricValueStatus', 4),
+    },
+    'autoscaling.v2.HPAScalingPolicy': {
+        1: ('type', 'string', 4),
+        2: ('value', 'int32', 4),
+        3: ('periodSeconds', 'int32', 4),
+    },
+    'autoscaling.v2.HPAScalingRules': {
+        1: ('selectPolicy', 'string', 2),
+        2: ('policies', 'autoscaling.v2.HPAScalingPolicy', 1),
+        3: ('stabilizationWindowSeconds', 'int32', 2),
+        4: ('tolerance', 'api.resource.Quantity', 2),
+    },
+    'autoscaling.v2.HorizontalPodAutoscaler': {
+        1: ('metadata', 'apis.meta.v1.ObjectMeta', 0),
+        2: ('spec', 'autoscaling.v2.HorizontalPodAutoscalerSpec', 0),
+        3: ('status', 'autoscaling.v2.HorizontalPodAutoscalerStatus', 0),
+    },
+    'autoscaling.v2.HorizontalPodAutoscalerBehavior': {
+        1: ('scaleUp', 'autoscaling.v2.HPAScalingRules', 2),
+        2: ('scaleDown', 'autoscaling.v2.HPAScalingRules', 2),
+    },
+    'autoscaling.v2.HorizontalPodAutoscalerCondition': {
+        1: ('type', 'string', 4),
+        2: ('status', 'string', 4),
+        3: ('lastTransitionTime', 'apis.meta.v1.Time', 0),
+        4: ('reason', 'string', 0),
+        5: ('message', 'string', 0),
+    },
+    'autoscaling.v2.HorizontalPodAutoscalerList': {
+        1: ('metadata', 'apis.meta.v1.ListMeta', 0),
+        2: ('items', 'autoscaling.v2.HorizontalPodAutoscaler', 5),
+    },
+    'autoscaling.v2.HorizontalPodAutoscalerSpec': {
+        1: ('scaleTargetRef', 'autoscaling.v2.CrossVersionObjectReference', 4),
+        2: ('minReplicas', 'int32', 2),
+        3: ('maxReplicas', 'int32', 4),
+        4: ('metrics', 'autoscaling.v2.MetricSpec', 1),
+        5: ('behavior', 'autoscaling.v2.HorizontalPodAutoscalerBehavior', 2),
+    },
+    'autoscaling.v2.HorizontalPodAutoscalerStatus': {
+        1: ('observedGeneration', 'int64', 2),
+        2: ('lastScaleTime', 'apis.meta.v1.Time', 2),
+        3: ('currentReplicas', 'int32', 0),
+        4: ('desiredReplicas', 'int32', 4),
+        5: ('currentMetrics', 'autoscaling.v2.MetricStatus', 1),
+        6: ('conditions', 'autoscaling.v2.HorizontalPodAutoscalerCondition', 1),
+    },
+    'autoscaling.v2.MetricIdentifier': {
+        1: ('name', 'string', 4),
+        2: ('selector', 'apis.meta.v1.LabelSelector', 2),
+    },
+    'autoscaling.v2.MetricSpec': {
+        1: ('type', 'string', 4),
+        2: ('object', 'autoscaling.v2.ObjectMetricSource', 2),
+        3: ('pods', 'autoscaling.v2.PodsMetricSource', 2),
+        4: ('resource', 'autoscaling.v2.ResourceMetricSource', 2),
+        5: ('external', 'autoscaling.v2.ExternalMetricSource', 2),
+        7: ('containerResource', 'autoscaling.v2.ContainerResourceMetricSource', 2),
+    },
+    'autoscaling.v2.MetricStatus': {
+        1: ('type', 'string', 4),
+        2: ('object', 'autoscaling.v2.ObjectMetricStatus', 2),
+        3: ('pods', 'autoscaling.v2.PodsMetricStatus', 2),
+        4: ('resource', 'autoscaling.v2.ResourceMetricStatus', 2),
+        5: ('external', 'autoscaling.v2.ExternalMetricStatus', 2),
+        7: ('containerResource', 'autoscaling.v2.ContainerResourceMetricStatus', 2),
+    },
+    'autoscaling.v2.MetricTarget': {
+        1: ('type', 'string', 4),
+        2: ('value', 'api.resource.Quantity', 2),
+        3: ('averageValue', 'api.resource.Quantity', 2),
+        4: ('averageUtilization', 'int32', 2),
+    },
+    'autoscaling.v2.MetricValueStatus': {
+        1: ('value', 'api.resource.Quantity', 2),
+        2: ('averageValue', 'api.resource.Quantity', 2),
+        3: ('averageUtilization', 'int32', 2),
+    },
+    'autoscaling.v2.ObjectMetricSource': {
+        1: ('describedObject', 'autoscaling.v2.CrossVersionObjectReference', 4),
+        2: ('target', 'autoscaling.v2.MetricTarget', 4),
+        3: ('metric', 'autoscaling.v2.MetricIdentifier', 4),
+    },
+    'autoscaling.v2.ObjectMetricStatus': {
+        1: ('metric', 'autoscaling.v2.MetricIdentifier', 4),
+        2: ('current', 'autoscaling.v2.MetricValueStatus', 4),
+        3: ('describedObject', 'autoscaling.v2.CrossVersionObjectReference', 4),
+    },
+    'autoscaling.v2.PodsMetricSource': {
+        1: ('metric', 'autoscaling.v2.MetricIdentifier', 4),
+        2: ('target', 'autoscaling.v2.MetricTarget', 4),
+    },
+    'autoscaling.v2.PodsMetricStatus': {
+        1: ('metric', 'autoscaling.v2.MetricIdentifier', 4),
+        2: ('current', 'autoscaling.v2.MetricValueStatus', 4),
+    },
+    'autoscaling.v2.ResourceMetricSource': {
+        1: ('name', 'string', 4),
+        2: ('target', 'autoscaling.v2.MetricTarget', 4),
+    },
+    'autoscaling.v2.ResourceMetricStatus': {
+        1: ('name', 'string', 4),
+        2: ('current', 'autoscaling.v2.MetricValueStatus', 4),
     },
     'batch.v1.CronJob': {
         1: ('metadata', 'apis.meta.v1.ObjectMeta', 0),

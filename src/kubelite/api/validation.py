@@ -11,9 +11,11 @@ from typing import Any
 
 from kubelite.api import validation_kinds as vk
 from kubelite.api import validation_names as vn
+from kubelite.api import validation_scheduling as vs
 from kubelite.api.errors import invalid
 from kubelite.api.fieldcheck import check_field_validation, check_fields, find_duplicate_fields
 from kubelite.api.resources import ResourceType
+from kubelite.api.validation_schema import conform, conform_metadata
 
 from .jsoncopy import deep_copy
 
@@ -57,7 +59,7 @@ def name_problems(rt: ResourceType, name: str, prefix: bool = False) -> list[str
 
 def validate_metadata(rt: ResourceType, meta: Any) -> Causes:
     meta = meta if isinstance(meta, dict) else {}
-    causes: Causes = []
+    causes: Causes = conform_metadata(meta)
     name = meta.get("name") or ""
     generate = meta.get("generateName") or ""
     if generate:
@@ -80,6 +82,7 @@ def validate_metadata(rt: ResourceType, meta: Any) -> Causes:
     for i, fin in enumerate(meta.get("finalizers") or []):
         if isinstance(fin, str):
             causes.extend(vn.invalid(f"metadata.finalizers[{i}]", fin, m) for m in vn.is_qualified_name(fin))
+    causes += vs.validate_owner_references(meta.get("ownerReferences"), "metadata.ownerReferences")
     return causes
 
 
@@ -260,8 +263,23 @@ _UPDATE_RULES: dict[tuple[str, str], Callable[[Obj, Obj], Causes]] = {
 }
 
 
+def _pod_create(obj: Obj) -> Causes:
+    if vk.as_dict(obj.get("spec")).get("ephemeralContainers"):
+        return [vn.forbidden("spec.ephemeralContainers", "cannot be set on create")]
+    return []
+
+
+_CREATE_RULES: dict[tuple[str, str], Callable[[Obj], Causes]] = {
+    ("", "Pod"): _pod_create,
+}
+
+
 def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
-    """Raise a 422 Invalid listing every problem of obj (a create, or an update of `old`)."""
+    """Raise a 422 Invalid listing every problem of obj (a create, or an update of `old`).
+
+    obj is first brought to the shape Go decoding gives it (nulls to zero values, see validation_schema);
+    the schema's own findings follow the per-kind ones, for the fields those do not already name."""
+    schema_causes = conform(rt, obj)
     causes: Causes = []
     meta = obj.get("metadata") if isinstance(obj, dict) else None
     meta = meta if isinstance(meta, dict) else {}
@@ -271,9 +289,15 @@ def validate(rt: ResourceType, obj: Obj, old: Obj | None = None) -> None:
         rule = _UPDATE_RULES.get((rt.group, rt.kind))
         if rule is not None:
             causes += rule(obj, old)
+    else:
+        create_rule = _CREATE_RULES.get((rt.group, rt.kind))
+        if create_rule is not None:
+            causes += create_rule(obj)
     kind_fn = vk.BY_KIND.get((rt.group, rt.kind))
     if kind_fn is not None:
         causes += kind_fn(obj)
+    named = {c.get("field") for c in causes}
+    causes += [c for c in schema_causes if c.get("field") not in named]
     if causes:
         name = (meta or {}).get("name") or (meta or {}).get("generateName") or ""
         raise invalid(rt.kind, rt.group, name, causes)

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from kubelite.api import validation_names as vn
+from kubelite.api import validation_scheduling as vs
 from kubelite.api.quantity import parse_quantity
 
 Obj = dict[str, Any]
@@ -253,6 +254,8 @@ def validate_pod_spec(spec: Obj, path: str) -> Causes:
                                  f"must be between 1 and {2**31 - 1}, inclusive"))
     grace = spec.get("terminationGracePeriodSeconds")
     causes.extend(nonnegative(grace, f"{path}.terminationGracePeriodSeconds") if grace != -1 else [])
+    causes += vs.validate_tolerations(spec.get("tolerations"), f"{path}.tolerations")
+    causes += vs.validate_readiness_gates(spec.get("readinessGates"), f"{path}.readinessGates")
     return causes
 
 
@@ -988,7 +991,12 @@ def validate_storage_class(obj: Obj) -> Causes:
     return causes
 
 
+def validate_node(obj: Obj) -> Causes:
+    return vs.validate_taints(as_dict(obj.get("spec")).get("taints"), "spec.taints")
+
+
 BY_KIND = {
+    ("", "Node"): validate_node,
     ("", "Pod"): validate_pod,
     ("", "PodTemplate"): validate_pod_template_kind,
     ("", "ReplicationController"): validate_replication_controller,

@@ -7,10 +7,12 @@ import traceback
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..api import (
     discovery,
     errors,
+    kind_warnings,
     openapi,
     openapi_v2_proto,
     printers_more,  # noqa: F401  (registers the printers of the stored-only kinds)
@@ -24,7 +26,8 @@ from .impersonation import impersonate
 from .pod_binding import create_binding
 from .pod_proxy import handlers as pod_proxy_handlers
 from .request_info import RequestInfo, parse
-from .responses import check_acceptable, error_response, json_response
+from .responses import check_acceptable, error_response, json_response, raw_json_response, warning_header
+from .storage_errors import StoreError, storage_status
 
 log = logging.getLogger("kubelite.apiserver")
 
@@ -37,13 +40,45 @@ def build_app(ctx: ApiContext, authentication: Authentication, authorizer, audit
     app["ctx"] = ctx
     app["auditor"] = auditor  # apiserver.audit.Auditor, or None when --audit-policy-file/--audit-log-path are unset
     app.on_response_prepare.append(audit.on_response_prepare)  # Audit-Id header, ResponseStarted stage
+    app.on_response_prepare.append(_deprecation_warning)
     app["watch_decode_cache"] = watch.DecodeCache()
+    watch.install(app)  # open watches end cleanly on shutdown
     app["subresource_handlers"] = {("", "pods", "binding"): create_binding, **pod_proxy_handlers()}
     app["create_handlers"] = {**app.get("create_handlers", {}), ("", "bindings"): legacy_core.create_legacy_binding}
     certificates.install(app, ctx)  # CSR strategy, the approval subresource, the certificate admission plugins
     handler = Dispatcher(ctx, authentication, authorizer, auditor)
     app.router.add_route("*", "/{tail:.*}", handler.handle)
     return app
+
+
+async def _deprecation_warning(request: web.Request, response: web.StreamResponse) -> None:
+    """Every request to a deprecated resource version is answered with upstream's warning (watches too)."""
+    text = request.get("deprecation")
+    if text:
+        response.headers.add("Warning", warning_header(text))
+
+
+def go_read_headers(request: web.Request) -> web.Request:
+    """The request with header values as Go's JSON encoding reads them: every byte that is not UTF-8
+    (aiohttp keeps it as a lone surrogate) becomes U+FFFD. Status messages naming the impersonated user,
+    managedFields naming the User-Agent and audit events then always encode."""
+    bad = False
+    for value in request.headers.values():
+        if not value.isascii() and _has_surrogate(value):
+            bad = True
+            break
+    if not bad:
+        return request
+    fixed = CIMultiDict((k, audit.valid_utf8(v)) for k, v in request.headers.items())
+    return request.clone(headers=fixed)
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class Dispatcher:
@@ -55,6 +90,7 @@ class Dispatcher:
         self._version = discovery.version_info(ctx.config.kubernetes_version.split(".")[1])
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        request = go_read_headers(request)
         if self.auditor is not None:
             return await self.auditor.around(request, self._handle)
         return await self._handle(request)
@@ -90,6 +126,10 @@ class Dispatcher:
             return error_response(errors.bad_request("the request is nested too deeply"))
         except (ConnectionResetError, web.HTTPException):
             raise
+        except StoreError as e:  # the store cannot serve (etcd down, no quorum): 503/504, one log line
+            status = storage_status(e)
+            log.warning("%s %s: %d %s: %s", request.method, request.path, status.code, status.reason, e)
+            return error_response(status)
         except Exception as e:  # a bug must still answer a Status, and be logged with its traceback
             log.error("internal error on %s %s: %s", request.method, request.path, traceback.format_exc())
             request["audit_panic"] = e  # audited as the Panic stage
@@ -106,7 +146,7 @@ class Dispatcher:
         ctx = self.ctx
         accept = request.headers.get("Accept", "")
         if path == "/version":
-            return json_response(self._version)
+            return raw_json_response(self._version)  # WriteRawJSON: indented, no newline
         if path in _HEALTH or path.startswith(tuple(h + "/" for h in _HEALTH)):
             if path.startswith("/readyz") and not ctx.ready:
                 return web.Response(status=500, text="[-]kubelite-ready failed: not ready\nreadyz check failed",
@@ -143,12 +183,12 @@ class Dispatcher:
                 raise _not_found()
             return json_response(doc)
         if path == "/openapi/v3":
-            return json_response(openapi.openapi_v3_index(ctx.registry))
+            return json_response(openapi.openapi_v3_index(ctx.registry), newline=False)
         if path.startswith("/openapi/v3/"):
             doc = openapi.openapi_v3_path(ctx.registry, path[len("/openapi/v3/"):])
             if doc is None:
                 raise _not_found()
-            return json_response(doc)
+            return json_response(doc, newline=False)
         if path == "/openapi/v2":
             media = openapi_v2_proto.negotiate(accept)
             if media is None:
@@ -160,11 +200,11 @@ class Dispatcher:
             if media == openapi_v2_proto.MEDIA_TYPE:
                 return web.Response(body=openapi_v2_proto.openapi_v2_protobuf(ctx.registry),
                                     headers={**headers, "Content-Type": media})
-            response = json_response(openapi.openapi_v2(ctx.registry))
+            response = json_response(openapi.openapi_v2(ctx.registry), newline=False)
             response.headers.update(headers)
             return response
         if path == "/":
-            return json_response({"paths": sorted(_root_paths(ctx))})
+            return raw_json_response({"paths": sorted(_root_paths(ctx))})
         raise _not_found()
 
     # ------------------------------------------------------------ resources
@@ -178,6 +218,7 @@ class Dispatcher:
         if not rt.namespaced and info.namespace and not (rt.kind == "Namespace" and rt.group == ""):
             raise _not_found()
         check_acceptable(request.headers.get("Accept", ""))
+        request["deprecation"] = kind_warnings.deprecation(rt)  # a Warning header on every answer (see below)
         verb = info.verb
         if rt.group == metrics_api.GROUP:  # computed from the kubelets, never stored
             return await metrics_api.handle(ctx, request, info, rt)

@@ -19,6 +19,7 @@ import glob
 import logging
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -256,7 +257,31 @@ def _serialize(event: dict) -> bytes:
                 ref["name"] = meta["name"]
     event["requestReceivedTimestamp"] = micro_time(event["requestReceivedTimestamp"])
     event["stageTimestamp"] = micro_time(event["stageTimestamp"])
-    return orjson.dumps(event) + b"\n"
+    try:
+        return orjson.dumps(event) + b"\n"
+    except TypeError:
+        # a string holding bytes that are not UTF-8 (a header, the request line): upstream's JSON encoder
+        # writes U+FFFD for each, and so do we, rather than lose the event
+        return orjson.dumps(valid_utf8(event)) + b"\n"
+
+
+_NOT_ESCAPED_BYTE = re.compile("[\ud800-\udc7f\udd00-\udfff]")  # surrogateescape holds bytes as U+DC80..U+DCFF
+
+
+def valid_utf8(value: Any) -> Any:
+    """value with every lone surrogate (an undecodable byte kept by surrogateescape) replaced by U+FFFD."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = _NOT_ESCAPED_BYTE.sub("\ufffd", value)
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return value
+    if isinstance(value, dict):
+        return {valid_utf8(k): valid_utf8(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [valid_utf8(v) for v in value]
+    return value
 
 
 def _status_of(data: bytes, code: int) -> dict:
@@ -501,7 +526,9 @@ class Auditor:
 
 def _replay_body(request: web.Request, data: bytes) -> None:
     """Put the body back for the handler, which reads the request stream itself."""
-    reader = streams.StreamReader(request.protocol, 2**16, loop=asyncio.get_running_loop())
+    # the reader's high-water mark is twice its limit: below it, feeding the whole body never pauses the
+    # connection (a paused protocol asserted, and bodies over 128 KiB failed)
+    reader = streams.StreamReader(request.protocol, max(2**16, len(data)), loop=asyncio.get_running_loop())
     if data:
         reader.feed_data(data)
     reader.feed_eof()

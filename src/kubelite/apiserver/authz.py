@@ -102,22 +102,27 @@ class Authorization:
         return by_rbac
 
     async def start(self, ctx) -> None:
-        """Load the RBAC objects, reconcile the bootstrap policy, aggregate, and follow changes."""
-        if self.rbac is None:
-            return
+        """Load the RBAC objects, reconcile the bootstrap policy, aggregate, and follow changes.
+
+        The bootstrap policy and the ClusterRole aggregation run whatever the modes, as upstream's
+        rbac/bootstrap-roles hook runs whenever the RBAC API is served: with AlwaysAllow, cluster-admin and the
+        aggregated admin/edit/view roles still exist (the RBAC objects then only decide nothing)."""
         from . import rbac_bootstrap
 
-        revision = await self.rbac.load(ctx.store)
+        policy = self.rbac if self.rbac is not None else RBACAuthorizer()
+        self._policy = policy
+        revision = await policy.load(ctx.store)
         await rbac_bootstrap.reconcile(ctx)  # before the aggregator exists: one aggregation pass at the end
-        revision = max(revision, await self.rbac.load(ctx.store))
-        self.aggregator = Aggregator(ctx, self.rbac)
+        revision = max(revision, await policy.load(ctx.store))
+        self.aggregator = Aggregator(ctx, policy)
         await self.aggregator.sync()
-        self.rbac.on_cluster_role_change = self.aggregator.sync
-        self.rbac.start_watching(ctx.store, revision)
+        policy.on_cluster_role_change = self.aggregator.sync
+        policy.start_watching(ctx.store, revision)
 
     async def stop(self) -> None:
-        if self.rbac is not None:
-            await self.rbac.stop()
+        policy = getattr(self, "_policy", None) or self.rbac
+        if policy is not None:
+            await policy.stop()
 
     # ------------------------------------------------------------ deciding
 

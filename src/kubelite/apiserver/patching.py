@@ -17,6 +17,7 @@ from .request_info import RequestInfo
 from .responses import object_response
 
 MAX_JSON_PATCH_OPS = 10000
+_INT32_MAX = 2**31 - 1
 
 
 def _decode_patch(raw: bytes, mtype: str) -> Any:
@@ -90,6 +91,7 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
     force = _force(request.query.get("force"))
     if is_apply and info.subresource != "scale":
         field_ownership.check_applied(rt, data)
+        _check_applied_types(rt, data)
     warnings: list[str] = []
     precondition = None
     if isinstance(data, dict):
@@ -101,7 +103,7 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
 
     def mutate(current: dict[str, Any]) -> dict[str, Any]:
         if is_apply:
-            patched = field_ownership.server_side_apply(rt, current, data, manager, force, info.subresource)
+            patched = _apply(rt, current, data, manager, force, info.subresource)
             _check_name(patched, info)
         else:
             # `current` is ours (a fresh decode), so the patch may merge into it in place; but a status write
@@ -111,12 +113,13 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
                                   rt.schema_name, owned=True)
         rest._check_type(rt, patched)
         warnings[:] = validation.check_fields(rt, patched, mode, None, "PatchOptions")
+        rest.as_go_decodes(rt, patched)
         if info.subresource == "status":
             return objectmeta.status_update(rt, patched, current)
         return patched
 
     def create_missing() -> dict[str, Any]:
-        obj = field_ownership.server_side_apply(rt, None, data, manager, force)
+        obj = _apply(rt, None, data, manager, force)
         meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
         if meta.get("uid"):
             raise errors.conflict(rt.resource, rt.group, info.name,
@@ -125,6 +128,7 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
         _check_name(obj, info)
         rest._check_type(rt, obj)
         warnings[:] = validation.check_fields(rt, obj, mode, None, "PatchOptions")
+        rest.as_go_decodes(rt, obj)
         return obj
 
     result, status = await rest.update_object(
@@ -132,6 +136,35 @@ async def patch_resource(ctx: ApiContext, request: web.Request, info: RequestInf
         create_missing=create_missing if is_apply and not info.subresource else None,
         field_manager=None if is_apply else manager)
     return object_response(request, result, status, warnings)
+
+
+def _check_applied_types(rt: ResourceType, data: dict[str, Any]) -> None:
+    """An apply configuration whose values do not fit the schema's types is the client's error (400), found
+    before merging: upstream's typed conversion of the patch object refuses it."""
+    if not rt.schema_name or (rt.extra and rt.extra.get("strategy") is not None):
+        return
+    try:
+        validation.check_fields(rt, deep_copy(data), "Ignore", None, "PatchOptions")
+    except errors.ApiError as e:
+        if e.code != 400:
+            raise
+        meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+        where = f"{meta.get('namespace') or '<unknown>'}/{meta.get('name') or '<unknown>'}"
+        detail = e.message.split(": ", 1)[-1] if "cannot be handled as" in e.message else e.message
+        raise errors.bad_request(f"failed to create typed patch object ({where}; {rt.api_version}, "
+                                 f"Kind={rt.kind}): {detail}") from None
+
+
+def _apply(rt: ResourceType, live: dict[str, Any] | None, data: dict[str, Any], manager: str, force: bool,
+           subresource: str = "") -> dict[str, Any]:
+    """Server-side apply; a patch object that cannot be typed is a 400, as upstream answers since it stopped
+    reporting it as an internal error (kubernetes#139253)."""
+    try:
+        return field_ownership.server_side_apply(rt, live, data, manager, force, subresource)
+    except errors.ApiError as e:
+        if e.code == 500 and "failed to create typed patch object" in e.message:
+            raise errors.bad_request(e.message.removeprefix("Internal error occurred: ")) from None
+        raise
 
 
 def _validate_patch_options(manager: str, is_apply: bool, force_given: bool) -> None:
@@ -195,6 +228,10 @@ def _replicas_from(scale: dict[str, Any], rt: ResourceType, name: str) -> int:
         raise errors.invalid("Scale", "autoscaling", name, [{
             "type": "FieldValueInvalid", "field": "spec.replicas",
             "message": f"Invalid value: {replicas}: must be greater than or equal to 0"}])
+    if replicas > _INT32_MAX:  # the Scale's replicas are an int32, as are every workload's
+        raise errors.invalid("Scale", "autoscaling", name, [{
+            "type": "FieldValueInvalid", "field": "spec.replicas",
+            "message": f"Invalid value: {replicas}: must be less than or equal to {_INT32_MAX}"}])
     return replicas
 
 

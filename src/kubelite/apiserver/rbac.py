@@ -333,7 +333,7 @@ def aggregated_rules(rbac: RBACAuthorizer, role: dict[str, Any]) -> list[dict[st
     me = role["metadata"]["name"]
     chosen = sorted(name for name, other in rbac.cluster_roles.items()
                     if name != me and any(_label_selector_matches(sel, other["metadata"].get("labels") or {})
-                                          for sel in selectors))
+                                          for sel in selectors if isinstance(sel, dict)))
     rules: list[dict[str, Any]] = []
     for name in chosen:
         for rule in rbac.cluster_roles[name].get("rules") or ():

@@ -26,8 +26,12 @@ class _Response(web.Response):
 
 
 def json_response(body: Any, status: int = 200, *, content_type: str = JSON_TYPE,
-                  warnings: list[str] | None = None) -> web.Response:
+                  warnings: list[str] | None = None, newline: bool = True) -> web.Response:
+    """`newline`: end the body with one, as Go's json.Encoder (the API machinery's serializer) does; the
+    endpoints that write json.Marshal's bytes themselves (/version, /openapi) end without."""
     data = body if isinstance(body, bytes) else orjson.dumps(body)
+    if newline and not data.endswith(b"\n"):
+        data += b"\n"
     headers = dict(_COMMON)
     headers["Content-Type"] = content_type
     resp = _Response(body=data, status=status, headers=headers)
@@ -35,6 +39,11 @@ def json_response(body: Any, status: int = 200, *, content_type: str = JSON_TYPE
         for w in warnings:
             resp.headers.add("Warning", warning_header(w))
     return resp
+
+
+def raw_json_response(body: Any) -> web.Response:
+    """A non-API document as upstream's WriteRawJSON writes it: indented two spaces, no final newline."""
+    return json_response(orjson.dumps(body, option=orjson.OPT_INDENT_2), newline=False)
 
 
 def warning_header(text: str) -> str:

@@ -58,6 +58,6 @@ async def whole_table(request: web.Request, rt: ResourceType, include_object: st
         if not token:
             break
         items, _, token = await read_page(PAGE, token)
-    await response.write(b"]}")
+    await response.write(b"]}\n")
     await response.write_eof()
     return response

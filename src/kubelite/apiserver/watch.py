@@ -54,6 +54,21 @@ class _Converting:
         return self._convert(self._cache.get(event, previous))
 
 
+def install(app: web.Application) -> None:
+    """Open watches end cleanly (the chunked body terminated) when the server shuts down, as upstream's
+    graceful termination ends them: clients see the end of a stream, not a connection cut mid-body."""
+    app["watch_queues"] = set()
+    app.on_shutdown.append(_end_watches)
+
+
+async def _end_watches(app: web.Application) -> None:
+    for queue in list(app.get("watch_queues", ())):
+        # what is queued is dropped: the client resumes from the last event it saw
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(_END)
+
+
 def _status_event(err: errors.ApiError) -> bytes:
     return orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n"
 
@@ -111,6 +126,8 @@ async def watch(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Re
         cache = _Converting(cache, rt.extra["convert_out"])
     # bounded: a slow client stalls only its own pump, and the store's watch catches up from history
     queue: asyncio.Queue = asyncio.Queue(maxsize=1024)
+    watchers: set = request.app.get("watch_queues", set())
+    watchers.add(queue)
 
     async def pump() -> None:
         try:
@@ -183,6 +200,7 @@ async def watch(ctx: ApiContext, request: web.Request, info: RequestInfo, rt: Re
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
+        watchers.discard(queue)
         pump_task.cancel()
         with contextlib.suppress(BaseException):
             await store_watch.close()

@@ -133,7 +133,11 @@ async def run_init(args: argparse.Namespace) -> int:
     from kubelite import cli as kcli
     from kubelite.apiserver.server import StartupError, start
     from kubelite.launcher import start_components
-    from kubelite.profiles.controlplane import check_cluster_cidr, component_settings
+    from kubelite.profiles.controlplane import (
+        check_cluster_cidr,
+        component_settings,
+        with_node_lifecycle_admission,
+    )
     from kubelite.profiles.flags import apply_toleration_flags
 
     from .controlplane import UNTAINT_HINT
@@ -147,6 +151,8 @@ async def run_init(args: argparse.Namespace) -> int:
     bind, advertise = _prepare(args)
     config = kcli._config(args)
     apply_toleration_flags(config, args)
+    if not args.disable_controller_manager:
+        with_node_lifecycle_admission(config)
     port = config.port
     endpoint = args.control_plane_endpoint or join_endpoint(advertise, port)
     host, _ = split_endpoint(endpoint, port)

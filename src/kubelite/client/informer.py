@@ -67,7 +67,8 @@ def index_namespace(obj: Obj) -> Iterable[str]:
 
 
 def index_owner_uid(obj: Obj) -> Iterable[str]:
-    return [ref["uid"] for ref in obj["metadata"].get("ownerReferences") or () if ref.get("uid")]
+    return [ref["uid"] for ref in obj["metadata"].get("ownerReferences") or ()
+            if isinstance(ref, dict) and isinstance(ref.get("uid"), str) and ref["uid"]]
 
 
 def index_node_name(obj: Obj) -> Iterable[str]:
@@ -147,6 +148,7 @@ class Informer:
         self._stopping = False
         self.resource_version: str = ""  # last resourceVersion seen (list, event or bookmark)
         self.relists = 0  # how many times the informer listed (1 after the first sync)
+        self._logged_bad: set[tuple[str, str, str]] = set()
         self.add_indexer(NAMESPACE_INDEX, index_namespace)
         self.add_indexer(OWNER_UID_INDEX, index_owner_uid)
         if rt.group == "" and rt.resource == "pods":
@@ -290,19 +292,30 @@ class Informer:
             # a continue token expired mid-way: one unpaginated list is always consistent
             result = await self.client.list(self.rt, self.namespace, **kwargs)
         kind, api_version = self.rt.kind, self.rt.api_version
-        items = result.get("items") or []
+        items = [obj for obj in result.get("items") or [] if isinstance(obj, dict)]
         for obj in items:
             # list items may lack them; watch events carry them; keep the cache uniform
             obj.setdefault("kind", kind)
             obj.setdefault("apiVersion", api_version)
         if self.transform is not None:
-            items = [self.transform(obj) for obj in items]
+            items = [t for t in (self._transformed(obj) for obj in items) if t is not None]
         return items, (result.get("metadata") or {}).get("resourceVersion", "")
+
+    def _transformed(self, obj: Obj) -> Obj | None:
+        try:
+            return self.transform(obj) if self.transform is not None else obj
+        except Exception:
+            self._bad_object(obj, "transform")
+            return None
 
     async def _relist(self) -> None:
         items, rv = await self._list_all()
         self.relists += 1
-        fresh: dict[str, Obj] = {key_of(obj): obj for obj in items}
+        fresh: dict[str, Obj] = {}
+        for obj in items:
+            key = self._key_or_none(obj)
+            if key is not None:
+                fresh[key] = obj
         for key in [k for k in self._items if k not in fresh]:
             self._delete(key, self._items[key])
         for key, obj in fresh.items():
@@ -326,8 +339,12 @@ class Informer:
                         self.resource_version = rv
                     continue
                 if self.transform is not None:
-                    obj = self.transform(obj)
-                key = key_of(obj)
+                    obj = self._transformed(obj)
+                    if obj is None:
+                        continue
+                key = self._key_or_none(obj)
+                if key is None:
+                    continue
                 old = self._items.get(key)
                 if kind == "DELETED":
                     if old is not None:
@@ -341,10 +358,40 @@ class Informer:
 
     # -- cache mutation + notification ----------------------------------------------------------------
 
+    # -- objects this informer cannot understand (stored before validation caught their shape): each is
+    # logged once and left out of what fails on it (its key, one index), never stopping the informer
+
+    def _bad_object(self, obj: Any, what: str) -> None:
+        meta = obj.get("metadata") if isinstance(obj, dict) else None
+        ident = (what, repr((meta or {}).get("namespace") if isinstance(meta, dict) else None),
+                 repr((meta or {}).get("name") if isinstance(meta, dict) else None))
+        if ident in self._logged_bad:
+            return
+        if len(self._logged_bad) > 10000:
+            self._logged_bad.clear()
+        self._logged_bad.add(ident)
+        log.warning("%s: skipping what fails on an object it cannot understand (%s) %s/%s",
+                    self.rt.resource, what, ident[1], ident[2], exc_info=True)
+
+    def _key_or_none(self, obj: Any) -> str | None:
+        try:
+            key = key_of(obj)
+        except Exception:
+            self._bad_object(obj, "no namespace/name")
+            return None
+        return key if isinstance(key, str) else None
+
+    def _index_values(self, name: str, fn: IndexFunc, obj: Obj) -> Iterable[str]:
+        try:
+            return [v for v in fn(obj) if isinstance(v, str)]
+        except Exception:
+            self._bad_object(obj, f"index {name}")
+            return ()
+
     def _index(self, key: str, obj: Obj) -> None:
         for name, fn in self._index_funcs.items():
             index = self._indices[name]
-            for value in fn(obj):
+            for value in self._index_values(name, fn, obj):
                 bucket = index.get(value)
                 if bucket is None:
                     index[value] = {key}
@@ -354,7 +401,7 @@ class Informer:
     def _unindex(self, key: str, obj: Obj) -> None:
         for name, fn in self._index_funcs.items():
             index = self._indices[name]
-            for value in fn(obj):
+            for value in self._index_values(name, fn, obj):
                 bucket = index.get(value)
                 if bucket is not None:
                     bucket.discard(key)

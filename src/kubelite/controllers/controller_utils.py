@@ -186,8 +186,14 @@ def rank_pods_for_deletion(pods: list[Obj], related: Iterable[Obj], now: float |
 # ------------------------------------------------------------------------------------- owner references
 
 
+def dict_items(value: Any) -> list[Obj]:
+    """The objects of a list read from an object (owner references, taints, tolerations): an item of another
+    shape (stored before validation refused it) is left out rather than failing the controller on it."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def controller_ref(obj: Obj) -> Obj | None:
-    for ref in obj["metadata"].get("ownerReferences") or ():
+    for ref in dict_items(obj["metadata"].get("ownerReferences")):
         if ref.get("controller"):
             return ref
     return None

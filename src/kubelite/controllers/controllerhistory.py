@@ -59,11 +59,16 @@ def new_revision(owner: Obj, api_version: str, kind: str, template_labels: dict[
     h = revision_hash(data, collision_count)
     labels = dict(template_labels or {})
     labels[HASH_LABEL] = h
-    return {"apiVersion": "apps/v1", "kind": "ControllerRevision",
-            "metadata": {"name": revision_name(owner["metadata"]["name"], h),
-                         "namespace": owner["metadata"]["namespace"], "labels": labels,
-                         "ownerReferences": [cu.owner_reference(owner, api_version, kind)]},
-            "data": data, "revision": number}
+    meta: Obj = {"name": revision_name(owner["metadata"]["name"], h),
+                 "namespace": owner["metadata"]["namespace"], "labels": labels,
+                 "ownerReferences": [cu.owner_reference(owner, api_version, kind)]}
+    # the owner's annotations, as upstream's DaemonSet and StatefulSet snapshots copy them: `rollout history`
+    # reads kubernetes.io/change-cause from each revision
+    owner_annotations = owner["metadata"].get("annotations")
+    if owner_annotations:
+        meta["annotations"] = dict(owner_annotations)
+    return {"apiVersion": "apps/v1", "kind": "ControllerRevision", "metadata": meta, "data": data,
+            "revision": number}
 
 
 def revision_number(rev: Obj) -> int:

@@ -34,7 +34,7 @@ TAINT_NETWORK_UNAVAILABLE = "node.kubernetes.io/network-unavailable"
 
 def daemon_tolerations(pod_spec: Obj) -> list[Obj]:
     """The template's tolerations plus those upstream's AddOrUpdateDaemonPodTolerations adds."""
-    tolerations = [dict(t) for t in pod_spec.get("tolerations") or ()]
+    tolerations = [dict(t) for t in cu.dict_items(pod_spec.get("tolerations"))]
     extra = [
         {"key": TAINT_NOT_READY, "operator": "Exists", "effect": "NoExecute"},
         {"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute"},
@@ -72,7 +72,7 @@ def tolerates(toleration: Obj, taint: Obj) -> bool:
 
 
 def untolerated_taints(node: Obj, tolerations: list[Obj], effects: tuple[str, ...]) -> list[Obj]:
-    return [t for t in (node.get("spec") or {}).get("taints") or ()
+    return [t for t in cu.dict_items((node.get("spec") or {}).get("taints"))
             if t.get("effect") in effects and not any(tolerates(tol, t) for tol in tolerations)]
 
 

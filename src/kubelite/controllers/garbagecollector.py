@@ -27,6 +27,7 @@ from typing import Any
 from kubelite.api.resources import ResourceType
 from kubelite.client import ClientError
 
+from . import controller_utils as cu
 from .manager import Controller, ControllerContext
 
 log = logging.getLogger("kubelite.controllers.garbagecollector")
@@ -93,7 +94,7 @@ class GarbageCollector(Controller):
         if not uid:
             return
         old = self.nodes.get(uid)
-        node = Node(rt, meta.get("namespace"), meta["name"], uid, list(meta.get("ownerReferences") or ()),
+        node = Node(rt, meta.get("namespace"), meta["name"], uid, cu.dict_items(meta.get("ownerReferences")),
                     bool(meta.get("deletionTimestamp")), tuple(meta.get("finalizers") or ()))
         self.nodes[uid] = node
         old_owners = old.owner_uids() if old is not None else set()
@@ -241,7 +242,7 @@ class GarbageCollector(Controller):
             if FOREGROUND in (meta.get("finalizers") or ()):
                 await self.process_deleting_dependents(node, latest)
             return
-        refs = list(meta.get("ownerReferences") or ())
+        refs = cu.dict_items(meta.get("ownerReferences"))
         if not refs:
             return
         node.owners = refs
@@ -296,7 +297,7 @@ class GarbageCollector(Controller):
             dep_latest = await self._latest(dep)
             if dep_latest is None:
                 continue
-            refs = dep_latest["metadata"].get("ownerReferences") or []
+            refs = cu.dict_items(dep_latest["metadata"].get("ownerReferences"))
             keep = [r for r in refs if r.get("uid") != node.uid]
             if len(keep) != len(refs):
                 await self._patch_owner_refs(dep, dep_latest, keep)

@@ -27,6 +27,7 @@ from typing import Any
 
 from kubelite.client import ClientError, key_of, split_key
 
+from . import controller_utils as cu
 from .controller_utils import now_rfc3339, timestamp
 from .endpoints import controller_config
 from .manager import Controller, ControllerContext
@@ -369,7 +370,7 @@ class NodeLifecycleController(Controller):
             self.recorder.event(pod, "Warning", "NodeNotReady", "Node is not ready")
 
     async def _sync_taints(self, node: Obj, now: float) -> None:
-        current = (node.get("spec") or {}).get("taints") or []
+        current = cu.dict_items((node.get("spec") or {}).get("taints"))
         ne_key = no_execute_key(node)
         allow = False
         if ne_key and not any(t.get("key") in (TAINT_NOT_READY, TAINT_UNREACHABLE) and t.get("effect") == NO_EXECUTE
@@ -420,7 +421,7 @@ class TaintEvictionController(Controller):
         self.pods.add_handler(self._pod_changed, self._pod_updated, self._pod_deleted)
 
     def _node_changed(self, node: Obj) -> None:
-        if any(t.get("effect") == NO_EXECUTE for t in (node.get("spec") or {}).get("taints") or ()):
+        if any(t.get("effect") == NO_EXECUTE for t in cu.dict_items((node.get("spec") or {}).get("taints"))):
             self._enqueue_node_pods(node["metadata"]["name"])
 
     def _node_updated(self, old: Obj, new: Obj) -> None:
@@ -444,7 +445,7 @@ class TaintEvictionController(Controller):
         self.scheduled.pop(key_of(pod), None)
 
     def tolerations_of(self, pod: Obj) -> list[Obj]:
-        tolerations = list((pod.get("spec") or {}).get("tolerations") or ())
+        tolerations = cu.dict_items((pod.get("spec") or {}).get("tolerations"))
         if self.cfg.assume_default_tolerations:
             tolerations = with_default_tolerations(tolerations, self.cfg.default_toleration_seconds)
         return tolerations
@@ -456,7 +457,7 @@ class TaintEvictionController(Controller):
             self.scheduled.pop(key, None)
             return
         node = self.nodes.get(None, (pod.get("spec") or {}).get("nodeName") or "")
-        taints = ((node or {}).get("spec") or {}).get("taints") or []
+        taints = cu.dict_items(((node or {}).get("spec") or {}).get("taints"))
         now = time.time()
         at = eviction_time(taints, self.tolerations_of(pod), now) if node is not None else None
         if at is None:

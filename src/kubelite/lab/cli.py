@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 
 from .cluster import LabCluster, default_lab_dir
@@ -112,6 +113,9 @@ def _run_all(args: argparse.Namespace) -> int:
     from .model import find, load_all
     from .runall import run_all, table
 
+    # a stopped run (Ctrl-C, SIGTERM from a timeout) must still stop the scenario's cluster and its containers:
+    # SystemExit unwinds through run_scenario's clean-up as KeyboardInterrupt does
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     scenarios = [find(i) for i in args.only.split(",")] if args.only else load_all()
     root = os.path.join(os.path.abspath(os.path.expanduser(args.data_dir)), "run-all")
     out = sys.stderr if args.output == "json" else sys.stdout

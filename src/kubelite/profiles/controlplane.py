@@ -104,3 +104,12 @@ def component_settings(args: argparse.Namespace, data_dir: str, *, listen: str, 
         dashboard_token_ttl=args.dashboard_token_ttl, cluster_domain=getattr(args, "cluster_domain", "cluster.local"),
         # kubeadm's kube-dns address: the Service range's 10th address
         dns_service_ip=str(ipaddress.ip_network(args.service_cluster_ip_range, strict=False)[10]))
+
+
+def with_node_lifecycle_admission(config) -> None:
+    """TaintNodesByCondition, default-on upstream, where a node lifecycle controller always runs to lift the
+    not-ready taint it puts on new Nodes: on for the profiles that run the controllers (up, init), unless the
+    user disabled it; `kubelite server` alone keeps it opt-in."""
+    name = "TaintNodesByCondition"
+    if name not in config.admission_enable and name not in config.admission_disable:
+        config.admission_enable.append(name)

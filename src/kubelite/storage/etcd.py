@@ -12,8 +12,17 @@ Keys: the API layer's keys begin with `/registry`; that root is replaced by `pre
 --etcd-prefix), so with the default `/registry` an `etcdctl get --prefix /registry/pods` shows pods.
 resourceVersion = etcd mod_revision.  Writes are single transactions: create-if-absent compares the key's
 create_revision with 0, a conditional update or delete compares its mod_revision, the failure branch reads the
-live value for the conflict error.  current_revision follows every response header; compacted_revision is
-found at start (a binary search over reads at past revisions) and follows compactions and watch responses.
+live value for the conflict error.  compacted_revision is found at start (a binary search over reads at past
+revisions) and follows compactions and watch responses.
+
+Reads: a watch cache (watch_cache.py, upstream's cacher) holds the latest value of every key, loaded at start and
+kept by the live watch (and by our own acknowledged writes when they are next in line).  A read at the latest
+revision is answered from it once it holds this process's last acknowledged write (read-your-writes, monotonic
+reads; another API server's write shows up as fast as the watch brings it, ~1 ms), while the live watch is
+connected; otherwise from etcd.  A read at a past revision (a continue token, resourceVersionMatch=Exact) is
+answered from the cache only when nothing under its resource changed since that revision, else by etcd.
+current_revision is the revision of the state the cache answers with (see there).  Measured on 2 cores: a GET
+~1 us instead of ~0.6 ms, a LIST of 10,000 ~1 ms instead of ~250 ms.  KUBELITE_ETCD_WATCH_CACHE=0 turns it off.
 
 Endpoints: a list, tried in turn on connection errors (connect timeout `connect_timeout`); a request that reached
 etcd and failed (no quorum: "etcdserver: request timed out" after ~7 s) raises StoreError with etcd's message.
@@ -24,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import json
 import logging
 import os
 import ssl
@@ -32,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import orjson
 
 from kubelite.storage.interface import (
     CompactedError,
@@ -46,6 +55,7 @@ from kubelite.storage.interface import (
     StoreError,
     Watch,
 )
+from kubelite.storage.watch_cache import WatchCache
 from kubelite.storage.watch_hub import DEFAULT_QUEUE_SIZE, WatchHub
 
 log = logging.getLogger(__name__)
@@ -56,6 +66,12 @@ FUTURE = "required revision is a future revision"
 RECONNECT_DELAY = 0.2
 # Requests in flight at once (each on its own keep-alive connection); measured: 32 saturates etcd on 2 cores
 MAX_REQUESTS = 32
+LOAD_PAGE = 10_000  # keys per range while the watch cache loads
+# How long a read waits for the watch cache to reach the revision it needs before it asks etcd instead
+CACHE_WAIT = 1.0
+
+
+_JSON = {"Content-Type": "application/json"}
 
 
 def prefix_end(start: bytes) -> bytes:
@@ -95,7 +111,8 @@ def _normalise_endpoint(url: str, tls: bool) -> str:
 class EtcdStore(Store):
     def __init__(self, endpoints: list[str], *, prefix: str = "/registry", ca_file: str | None = None,
                  cert_file: str | None = None, key_file: str | None = None, connect_timeout: float = 1.0,
-                 request_timeout: float = 10.0, watch_queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+                 request_timeout: float = 10.0, watch_queue_size: int = DEFAULT_QUEUE_SIZE,
+                 watch_cache: bool | None = None) -> None:
         if not endpoints:
             raise ValueError("etcd: no endpoints given")
         tls = bool(ca_file or cert_file)
@@ -122,6 +139,14 @@ class EtcdStore(Store):
         self._last_event: int | None = None
         self._floor = 0  # the live watch resumed here after losing its place to a compaction
         self._started = False
+        # Reads at the latest revision are served by the watch cache once it holds every write this process has
+        # had acknowledged (read-your-writes, monotonic reads), while the live watch is connected.
+        if watch_cache is None:  # an escape hatch, and the A/B switch of the benchmarks
+            watch_cache = os.environ.get("KUBELITE_ETCD_WATCH_CACHE", "1") not in ("0", "false", "no")
+        self._cache = WatchCache() if watch_cache else None
+        self._live = False  # the live watch is connected
+        self._unavailable = False  # the last request to etcd found it unable to serve
+        self._last_write = 0  # the revision of this process's last acknowledged write
 
     # ---------------------------------------------------------------- keys
 
@@ -167,14 +192,16 @@ class EtcdStore(Store):
             raise StoreError(f"etcd TLS files: {e}") from None
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=ssl_context, limit=0, keepalive_timeout=30),
-            timeout=aiohttp.ClientTimeout(total=self._request_timeout, sock_connect=self._connect_timeout),
-            json_serialize=json.dumps)
+            timeout=aiohttp.ClientTimeout(total=self._request_timeout, sock_connect=self._connect_timeout))
         try:
             head = await self._call("/v3/kv/range", {"key": _b64(self._root), "count_only": True}, read=True)
             self._revision = _int(head["header"].get("revision"))
             self._compacted = await self._find_compacted()
+            start_revision = self._revision
+            if self._cache is not None:
+                start_revision = await self._load_cache()
             loop = asyncio.get_running_loop()
-            self._hub = WatchHub(loop, self._fetch, self._revision, self._watch_queue_size)
+            self._hub = WatchHub(loop, self._fetch, start_revision, self._watch_queue_size)
             self._watching = asyncio.Event()
             self._watcher = asyncio.create_task(self._watch_loop(), name="etcd-watch")
             try:
@@ -222,14 +249,22 @@ class EtcdStore(Store):
         if session is None:
             raise StoreError("store is not started")
         async with self._slots:  # a burst queues here, before its timeout starts, not in aiohttp's pool
-            return await self._post(session, path, body, read, revision)
+            try:
+                answer = await self._post(session, path, body, read, revision)
+            except EtcdUnavailableError:
+                # etcd cannot serve (no quorum keeps the watch stream open but silent): reads stop coming from the
+                # cache, whose state may be stale, and fail as upstream's do, until etcd answers again
+                self._unavailable = True
+                raise
+            self._unavailable = False
+            return answer
 
     async def _post(self, session: aiohttp.ClientSession, path: str, body: dict, read: bool, revision: int) -> dict:
         errors: list[str] = []
         for _ in range(len(self.endpoints)):
             base = self.endpoints[self._current]
             try:
-                async with session.post(base + path, json=body) as resp:
+                async with session.post(base + path, data=orjson.dumps(body), headers=_JSON) as resp:
                     data = await resp.read()
                     status = resp.status
             except aiohttp.ClientConnectorError as e:
@@ -242,7 +277,7 @@ class EtcdStore(Store):
                 errors.append(f"{base}: {type(e).__name__} {e}".rstrip())
             else:
                 try:
-                    answer = json.loads(data) if data else {}
+                    answer = orjson.loads(data) if data else {}
                 except ValueError:
                     answer = {"error": data[:200].decode(errors="replace")}
                 if status == 200 and "error" not in answer:
@@ -286,10 +321,62 @@ class EtcdStore(Store):
                 low = mid + 1
         return low
 
+    async def _load_cache(self) -> int:
+        """Fill the watch cache with every key under the prefix, read in pages at one revision; returns it."""
+        assert self._cache is not None
+        while True:
+            items: list[KeyValue] = []
+            start, revision = self._root, 0
+            try:
+                while True:
+                    body: dict[str, Any] = {"key": _b64(start), "range_end": _b64(self._root_end),
+                                            "limit": str(LOAD_PAGE)}
+                    if revision:
+                        body["revision"] = str(revision)
+                    answer = await self._call("/v3/kv/range", body, read=True, revision=revision)
+                    if not revision:
+                        revision = _int(answer["header"].get("revision"))
+                    raws = answer.get("kvs") or ()
+                    items.extend(self._kv(raw) for raw in raws)
+                    if not answer.get("more") or not raws:
+                        break
+                    start = _unb64(raws[-1].get("key")) + b"\0"
+            except CompactedError:  # compacted past our revision between two pages: read again at the latest
+                continue
+            self._cache.load(items, revision)
+            return revision
+
+    def _cache_for(self, needed: int) -> WatchCache | None:
+        """The watch cache when it can answer a read at the latest revision now."""
+        cache = self._cache
+        if cache is not None and self._live and not self._unavailable and cache.ready and cache.revision >= needed:
+            return cache
+        return None
+
+    async def _fresh_cache(self) -> WatchCache | None:
+        """The watch cache once it holds this process's last write (the watch brings it within a millisecond or
+        so); None when it cannot serve (not loaded, watch disconnected, or too slow): the read then goes to etcd."""
+        cache = self._cache
+        if cache is None or not self._live or self._unavailable:
+            return None
+        needed = self._last_write
+        if cache.ready and cache.revision >= needed:
+            return cache
+        if await cache.wait(needed, CACHE_WAIT) and self._live:
+            return cache
+        return None
+
     # ---------------------------------------------------------------- revisions
 
     @property
     def current_revision(self) -> int:
+        """The revision a read at the latest revision now answers at (or after).  While the watch cache serves, that
+        is the cache's revision, or this process's last write, which reads wait for; not the newest header seen,
+        which may be another server's write the watch has not brought yet: reporting it as the revision of a
+        state that lacks that write would let a watch from it miss the write."""
+        cache = self._cache
+        if cache is not None and self._live and not self._unavailable and cache.ready:
+            return max(cache.revision, self._last_write)
         return self._revision
 
     @property
@@ -304,6 +391,17 @@ class EtcdStore(Store):
 
     async def get(self, key: str, revision: int = 0) -> KeyValue | None:
         self._check_compacted(revision)
+        if self._cache is not None:
+            if not key.startswith(ROOT):
+                raise StoreError(f"key {key!r} is outside {ROOT}")
+            if not revision:
+                cache = self._cache_for(self._last_write) or await self._fresh_cache()
+                if cache is not None:
+                    return cache.get(key)
+            elif self._live and not self._unavailable:
+                answered, kv = self._cache.get_at(key, revision)
+                if answered:
+                    return kv
         body: dict[str, Any] = {"key": _b64(self._ekey(key))}
         if revision:
             body["revision"] = str(revision)
@@ -313,6 +411,16 @@ class EtcdStore(Store):
 
     async def list(self, prefix: str, *, revision: int = 0, limit: int = 0, start_key: str = "") -> ListResult:
         self._check_compacted(revision)
+        if self._cache is not None:
+            cache = None
+            if not revision:
+                cache = self._cache_for(self._last_write) or await self._fresh_cache()
+            elif self._live and not self._unavailable and self._cache.serves(prefix, revision):
+                cache = self._cache
+            if cache is not None:
+                self._range(prefix, start_key)  # the same checks of the keys as etcd's path
+                items, more, remaining = cache.list(prefix, start_key, limit)
+                return ListResult(items, revision or cache.revision, more, remaining)
         start, end = self._range(prefix, start_key)
         body: dict[str, Any] = {"key": _b64(start), "range_end": _b64(end)}
         if limit > 0:
@@ -327,6 +435,10 @@ class EtcdStore(Store):
 
     async def count(self, prefix: str) -> int:
         start, end = self._range(prefix)
+        if self._cache is not None:
+            cache = self._cache_for(self._last_write) or await self._fresh_cache()
+            if cache is not None:
+                return cache.count(prefix)
         answer = await self._call("/v3/kv/range", {"key": _b64(start), "range_end": _b64(end), "count_only": True},
                                   read=True)
         return _int(answer.get("count"))
@@ -349,8 +461,9 @@ class EtcdStore(Store):
         if not ok:
             raise KeyExistsError(key)
         revision = _int(header.get("revision"))
-        self._publish_own(revision)
-        return KeyValue(key, bytes(value), revision, revision)
+        kv = KeyValue(key, bytes(value), revision, revision)
+        self._wrote(kv, key, revision)
+        return kv
 
     def _guard(self, expected_revision: int | None) -> dict:
         if expected_revision is None:  # the key exists
@@ -372,8 +485,9 @@ class EtcdStore(Store):
             raise self._conflict(key, response)
         prev = (response.get("response_put") or {}).get("prev_kv") or {}
         revision = _int(header.get("revision"))
-        self._publish_own(revision)
-        return KeyValue(key, bytes(value), _int(prev.get("create_revision")), revision)
+        kv = KeyValue(key, bytes(value), _int(prev.get("create_revision")), revision)
+        self._wrote(kv, key, revision)
+        return kv
 
     async def delete(self, key: str, expected_revision: int | None = None) -> tuple[KeyValue, int]:
         ekey = self._ekey(key)
@@ -385,14 +499,19 @@ class EtcdStore(Store):
         if not prev_kvs:  # deleted between the compare and the delete cannot happen in one txn; be safe
             raise KeyNotFoundError(key)
         revision = _int(header.get("revision"))
-        self._publish_own(revision)
+        self._wrote(None, key, revision)
         return self._kv(prev_kvs[0]), revision
 
-    def _publish_own(self, revision: int) -> None:
-        """Our own write is acknowledged before the watch stream brings its event; nothing to do but note the
-        revision (the hub learns it from the stream, in order)."""
+    def _wrote(self, kv: KeyValue | None, key: str, revision: int) -> None:
+        """Our own write is acknowledged before the watch stream brings its event: note the revision (reads wait
+        for the cache to hold it), and give it to the cache when it is next in line.  The hub learns it from the
+        stream, in order."""
         if revision > self._revision:
             self._revision = revision
+        if revision > self._last_write:
+            self._last_write = revision
+        if self._cache is not None:
+            self._cache.apply_own(kv, key, revision)
 
     async def compact(self, revision: int) -> None:
         """As etcd: at or below the compacted revision does nothing; above the current one is an error."""
@@ -439,30 +558,39 @@ class EtcdStore(Store):
                                       "progress_notify": progress}}
         base = self.endpoints[self._current]
         try:
-            async with session.post(base + "/v3/watch", json=request, timeout=aiohttp.ClientTimeout(
-                    total=None, connect=self._connect_timeout, sock_connect=self._connect_timeout)) as resp:
+            timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout,
+                                            sock_connect=self._connect_timeout)
+            async with session.post(base + "/v3/watch", data=orjson.dumps(request), headers=_JSON,
+                                    timeout=timeout) as resp:
                 if resp.status != 200:
                     text = (await resp.read())[:300].decode(errors="replace")
                     raise EtcdUnavailableError(f"etcd {base}: watch refused: HTTP {resp.status} {text}")
-                buffer = b""
+                content = resp.content
+                partial: list[bytes] = []  # the start of a line longer than the chunks so far
                 while True:
-                    try:
-                        chunk = await asyncio.wait_for(resp.content.readany(), idle)
-                    except TimeoutError:
-                        if idle is None:
-                            raise
-                        return
+                    if idle is None:
+                        chunk = await content.readany()
+                    else:
+                        try:
+                            chunk = await asyncio.wait_for(content.readany(), idle)
+                        except TimeoutError:
+                            return
                     if not chunk:
                         break
-                    buffer += chunk
-                    while True:
-                        cut = buffer.find(b"\n")
-                        if cut < 0:
-                            break
-                        line, buffer = buffer[:cut], buffer[cut + 1:]
+                    if b"\n" not in chunk:
+                        partial.append(chunk)
+                        continue
+                    lines = chunk.split(b"\n")
+                    if partial:
+                        partial.append(lines[0])
+                        lines[0] = b"".join(partial)
+                        partial = []
+                    if lines[-1]:
+                        partial.append(lines[-1])
+                    for line in lines[:-1]:
                         if not line.strip():
                             continue
-                        message = json.loads(line)
+                        message = orjson.loads(line)
                         if "error" in message:
                             error = message["error"]
                             raise EtcdUnavailableError(
@@ -486,13 +614,17 @@ class EtcdStore(Store):
             nonlocal connected
             self._seen(result.get("header"))
             if result.get("created"):
-                connected = True
+                connected = self._live = True
                 watching.set()
             compact_revision = _int(result.get("compact_revision"))
             if compact_revision:
                 # Resuming after a disconnect found our position compacted: every open watch may have missed
                 # events.  Each re-reads from its own position, which ends it with CompactedError if that is gone.
                 self._compacted = max(self._compacted, compact_revision)
+                self._live = False
+                if self._cache is not None:
+                    self._cache.invalidate()  # reloaded before the watch resumes, which re-aligns the hub
+                    return False
                 hub.revision = self._floor = self._revision
                 self._last_event = None
                 _force_catch_up(hub)
@@ -500,22 +632,36 @@ class EtcdStore(Store):
             raws = result.get("events")
             if raws:
                 events = [self._event(raw) for raw in raws]
+                if self._cache is not None:  # first: a watcher woken by the event then reads a state that has it
+                    self._cache.apply(events)
                 hub.publish(events)
                 self._last_event = events[-1].revision
             elif not result.get("created") and result.get("header"):
                 # a progress notification: every event up to its revision has been delivered
-                hub.revision = max(hub.revision, _int(result["header"].get("revision")))
+                progress = _int(result["header"].get("revision"))
+                hub.revision = max(hub.revision, progress)
+                if self._cache is not None:
+                    self._cache.advance(progress)
             return True
 
         delay = RECONNECT_DELAY
         while True:
             connected = False
             try:
+                if self._cache is not None and self._cache.ready:
+                    await self._check_resume_point(hub.revision + 1)
+                if self._cache is not None and not self._cache.ready:
+                    await self._reload_cache(hub)
                 await self._stream(hub.revision + 1, on_result, progress=True)
+                self._live = False
                 delay = RECONNECT_DELAY
             except asyncio.CancelledError:
+                self._live = False
                 raise
             except Exception as e:  # reconnect, from where the hub is, through the next endpoint
+                self._live = False
+                if self._cache is not None:
+                    self._cache.release_waiters()
                 if connected:
                     delay = RECONNECT_DELAY
                 if delay == RECONNECT_DELAY:
@@ -524,6 +670,27 @@ class EtcdStore(Store):
                 delay = min(delay * 2, 2.0)
                 continue
             await asyncio.sleep(RECONNECT_DELAY)
+
+    async def _check_resume_point(self, revision: int) -> None:
+        """Before the live watch resumes: if its revision was compacted meanwhile, the cache has missed events, and
+        etcd would say so only after the watch is created (~100 ms later), while the cache answered reads."""
+        assert self._cache is not None
+        try:
+            await self._call("/v3/kv/range", {"key": _b64(self._root), "count_only": True, "revision": str(revision)},
+                             read=True, revision=revision)
+        except CompactedError:
+            self._cache.invalidate()
+        except FutureRevisionError:  # nothing written since: nothing missed
+            pass
+
+    async def _reload_cache(self, hub: WatchHub) -> None:
+        """After the live watch lost its place to a compaction: load the cache again at the latest revision and
+        resume from there.  Every open watch may have missed events: each re-reads from its own position, which
+        ends it with CompactedError if that is gone."""
+        revision = await self._load_cache()
+        hub.revision = self._floor = max(hub.revision, revision)
+        self._last_event = None
+        _force_catch_up(hub)
 
     async def _fetch(self, prefix: str, after: int, limit: int) -> list[Event]:
         """The hub's catch-up read: events under prefix after `after`, up to what the live watch has published.

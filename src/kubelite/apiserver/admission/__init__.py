@@ -34,11 +34,13 @@ ORDERED_PLUGINS: tuple[str, ...] = (
     "LimitRanger",
     "ServiceAccount",
     "NodeRestriction",
+    "TaintNodesByCondition",
     "AlwaysPullImages",
     "PodSecurity",
     "Priority",
     "DefaultTolerationSeconds",
     "DefaultStorageClass",
+    "DefaultIngressClass",
     "DenyServiceExternalIPs",
     "ResourceQuota",
 )
@@ -46,15 +48,18 @@ ORDERED_PLUGINS: tuple[str, ...] = (
 # upstream's default-on plugins (defaultOnPlugins) that kubelite implements
 DEFAULT_ON: frozenset[str] = frozenset({
     "NamespaceLifecycle", "LimitRanger", "ServiceAccount", "PodSecurity", "Priority", "DefaultTolerationSeconds",
-    "DefaultStorageClass", "ResourceQuota",
+    "DefaultStorageClass", "ResourceQuota", "DefaultIngressClass",
 })
+# TaintNodesByCondition is default-on upstream, where a node lifecycle controller always runs to lift the
+# taint; here `kubelite server` and the partial control planes of the tests run without one, so it is opt-in
+# (--enable-admission-plugins) until the profiles that run the controllers turn it on
 
 # default-on upstream but with nothing to do here (no webhooks, CSRs or RuntimeClass objects are admitted by
 # kubelite yet): accepted in the flags so that a kube-apiserver command line still parses
 KNOWN_NOOP: frozenset[str] = frozenset({
-    "TaintNodesByCondition", "StorageObjectInUseProtection", "PersistentVolumeClaimResize", "RuntimeClass",
+    "StorageObjectInUseProtection", "PersistentVolumeClaimResize", "RuntimeClass",
     "CertificateApproval", "CertificateSigning", "ClusterTrustBundleAttest", "CertificateSubjectRestriction",
-    "DefaultIngressClass", "MutatingAdmissionWebhook", "ValidatingAdmissionWebhook", "ValidatingAdmissionPolicy",
+    "MutatingAdmissionWebhook", "ValidatingAdmissionWebhook", "ValidatingAdmissionPolicy",
     "MutatingAdmissionPolicy", "PodTopologyLabels", "AlwaysAdmit", "NamespaceExists", "NamespaceAutoProvision",
     "LimitPodHardAntiAffinityTopology", "PodNodeSelector", "PodTolerationRestriction", "EventRateLimit",
     "ExtendedResourceToleration", "OwnerReferencesPermissionEnforcement", "ImagePolicyWebhook", "AlwaysDeny",
@@ -139,6 +144,15 @@ _annotations: ContextVar[dict[str, str] | None] = ContextVar("kubelite_admission
 
 def request_warnings() -> list[str]:
     return list(_warnings.get() or [])
+
+
+def add_warnings(texts: list[str]) -> None:
+    """Warnings of this request from outside the chain (the kinds' WarningsOnCreate/Update)."""
+    sink = _warnings.get()
+    if sink is not None:
+        for w in texts:
+            if w not in sink:
+                sink.append(w)
 
 
 def request_annotations() -> dict[str, str]:
@@ -261,6 +275,7 @@ class AdmissionChain:
 def build_chain(config) -> AdmissionChain:
     """The chain the server's configuration asks for (`admission_enable` / `admission_disable` lists)."""
     from .always_pull_images import AlwaysPullImages
+    from .default_ingress_class import DefaultIngressClass
     from .default_storage_class import DefaultStorageClass
     from .default_toleration_seconds import DefaultTolerationSeconds
     from .deny_service_external_ips import DenyServiceExternalIPs
@@ -270,6 +285,7 @@ def build_chain(config) -> AdmissionChain:
     from .priority import Priority
     from .resource_quota import ResourceQuota
     from .service_account import ServiceAccount
+    from .taint_nodes_by_condition import TaintNodesByCondition
 
     enable = list(getattr(config, "admission_enable", []) or [])
     disable = list(getattr(config, "admission_disable", []) or [])
@@ -285,6 +301,8 @@ def build_chain(config) -> AdmissionChain:
             getattr(config, "default_not_ready_toleration_seconds", 300),
             getattr(config, "default_unreachable_toleration_seconds", 300)),
         "DefaultStorageClass": DefaultStorageClass,
+        "DefaultIngressClass": DefaultIngressClass,
+        "TaintNodesByCondition": TaintNodesByCondition,
         "DenyServiceExternalIPs": DenyServiceExternalIPs,
         "ResourceQuota": ResourceQuota,
     }
@@ -321,5 +339,5 @@ async def stop(ctx) -> None:
 
 
 __all__ = ["AdmissionChain", "Attributes", "Operation", "build_chain", "enabled_plugins", "parse_plugin_list",
-           "request_annotations", "request_warnings", "start", "stop", "warning_middleware", "DEFAULT_ON",
-           "ORDERED_PLUGINS"]
+           "add_warnings", "request_annotations", "request_warnings", "start", "stop", "warning_middleware",
+           "DEFAULT_ON", "ORDERED_PLUGINS"]
