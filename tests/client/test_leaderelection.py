@@ -77,3 +77,15 @@ async def test_leader_steps_down_when_lease_is_taken(api):
     await asyncio.wait_for(stopped.wait(), 3)
     assert not a.is_leader and a.lost.is_set()
     await asyncio.wait_for(task, 1)
+
+
+def test_a_waiting_contender_wakes_when_the_lease_runs_out():
+    now = [100.0]
+    e = LeaderElector(None, "x", "default", "b", lease_duration=15.0, renew_deadline=10.0, retry_period=2.0,
+                      clock=lambda: now[0])
+    e._observe({"holderIdentity": "a", "leaseDurationSeconds": 15})  # seen renewed at 100
+    assert e._next_try() == 2.0  # far from expiry: the retry period
+    now[0] = 114.5
+    assert abs(e._next_try() - 0.51) < 1e-9  # expiry at 115: wake right after it, not at 116.5
+    now[0] = 116.0
+    assert e._next_try() == 2.0  # already expired (the attempt itself takes over)

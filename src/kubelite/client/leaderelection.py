@@ -131,6 +131,17 @@ class LeaderElector:
         self._observe(self._lease["spec"])
         return True
 
+    def _next_try(self) -> float:
+        """How long to wait before trying again: the retry period, or less when the holder's lease runs out
+        sooner by our observation, so a dead leader's successor takes over as soon as the lease allows rather
+        than up to a retry period later."""
+        spec = self._observed_spec or {}
+        expires = self._observed_at + (spec.get("leaseDurationSeconds") or self.lease_duration)
+        left = expires - self.clock()
+        if 0 < left < self.retry_period:
+            return left + 0.01
+        return self.retry_period
+
     async def _attempt(self, timeout: float) -> bool:
         try:
             return await asyncio.wait_for(self.try_acquire_or_renew(), timeout)
@@ -145,7 +156,7 @@ class LeaderElector:
     async def acquire(self) -> None:
         """Return once we lead (retrying every retry_period)."""
         while not await self._attempt(self.renew_deadline):
-            await asyncio.sleep(self.retry_period)
+            await asyncio.sleep(self._next_try())
         self.is_leader = True
         self.lost.clear()
         log.info("lease %s/%s acquired by %s", self.namespace, self.name, self.identity)
