@@ -297,9 +297,9 @@ async def _token_delete(args: argparse.Namespace) -> int:
 async def _join(args: argparse.Namespace) -> int:
     import logging
 
-    from kubelite.cli import hold_node_lock
     from kubelite.pki import certs
     from kubelite.pki.csr import subject
+    from kubelite.profiles.lock import hold_node_lock
 
     from .join import JoinConfig, JoinError, join, kubeconfig_path
 
@@ -339,8 +339,7 @@ Run 'kubectl get nodes' on the control-plane to see this node join the cluster.
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    from kubelite.cli import node_settings_from_args
-    from kubelite.profiles.node import data_dir_of, run_node
+    from kubelite.profiles.node import data_dir_of, node_settings_from_args, run_node
 
     args.node_name = node_name
     await _cluster_defaults(args, path)

@@ -130,7 +130,6 @@ As a safeguard, uploaded-certs will be deleted in two hours; if necessary, you c
 
 
 async def run_init(args: argparse.Namespace) -> int:
-    from kubelite import cli as kcli
     from kubelite.apiserver.server import StartupError, start
     from kubelite.launcher import start_components
     from kubelite.profiles.controlplane import (
@@ -139,6 +138,8 @@ async def run_init(args: argparse.Namespace) -> int:
         with_node_lifecycle_admission,
     )
     from kubelite.profiles.flags import apply_toleration_flags
+    from kubelite.profiles.lock import hold_node_lock
+    from kubelite.profiles.server import server_config
 
     from .controlplane import UNTAINT_HINT
 
@@ -149,7 +150,7 @@ async def run_init(args: argparse.Namespace) -> int:
         return 1
     check_cluster_cidr(args)
     bind, advertise = _prepare(args)
-    config = kcli._config(args)
+    config = server_config(args)
     apply_toleration_flags(config, args)
     if not args.disable_controller_manager:
         with_node_lifecycle_admission(config)
@@ -167,7 +168,7 @@ async def run_init(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"kubelite: error: {e}", file=sys.stderr)
         return 1
-    if not kcli.hold_node_lock(args, config.data_dir, "init"):
+    if not hold_node_lock(args, config.data_dir, "init"):
         return 1
     joining = getattr(args, "joining_control_plane", False)
     member = None

@@ -112,12 +112,12 @@ def control_plane_args(args: argparse.Namespace, data_dir: str, advertise: str, 
                        cluster_config: dict[str, Any]) -> argparse.Namespace:
     """`kubelite init`'s arguments for this machine's control plane, from the join flags and the cluster's
     ClusterConfiguration."""
-    from kubelite import cli as kcli
+    from kubelite.profiles.server import add_server_flags
 
     from .cli import add_init_flags
 
     p = argparse.ArgumentParser(prog="kubelite join --control-plane")
-    kcli._add_server_flags(p)
+    add_server_flags(p)
     p.set_defaults(bind_address=None)
     add_init_flags(p)
     networking = cluster_config.get("networking") or {}

@@ -8,9 +8,11 @@ for as long as it runs; a second one is refused with a message naming the first.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import fcntl
 import os
+import sys
 
 LOCK_DIR = "/run/kubelite"
 
@@ -75,3 +77,28 @@ def holder_pid(lock_dir: str = LOCK_DIR) -> int | None:
         return None
     finally:
         os.close(fd)
+
+
+def _real_node_wanted(runtime: str) -> bool:
+    if runtime == "auto":
+        from ..doctor import real_node_possible
+
+        return real_node_possible()[0]
+    return runtime in ("runc", "crun")
+
+
+def hold_node_lock(args: argparse.Namespace, data_dir: str, what: str) -> bool:
+    """This network namespace's real-node lock, held for the life of the process (profiles/lock.py); False,
+    with the reason printed, when another kubelite holds it."""
+    runtime = getattr(args, "node_runtime", None) or getattr(args, "runtime", "auto")
+    if not _real_node_wanted(runtime):
+        return True
+
+    try:
+        acquire(data_dir, what)
+    except NodeLockError as e:
+        print(f"kubelite {what}: error: {e}", file=sys.stderr)
+        return False
+    except OSError as e:
+        print(f"kubelite {what}: warning: cannot take the node lock in {LOCK_DIR}: {e}", file=sys.stderr)
+    return True

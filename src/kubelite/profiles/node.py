@@ -12,6 +12,7 @@ which gives nodes what kubeadm's kube-proxy DaemonSet has through its ServiceAcc
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -187,3 +188,16 @@ def logged_task(name: str, coro) -> asyncio.Task:
 def data_dir_of(base: str) -> str:
     """The node's state directory inside a kubelite data dir."""
     return os.path.join(base, "agent")
+
+
+def node_settings_from_args(args: argparse.Namespace, kubeconfig: str, data_dir: str):
+    """A joined machine's node (`join`, `agent`) from the node flags (profiles/flags.py)."""
+    return NodeSettings(kubeconfig=kubeconfig, name=args.node_name, data_dir=data_dir, runtime=args.runtime,
+                        node_ip=args.node_ip, kubelet_address=args.kubelet_address, kubelet_port=args.kubelet_port,
+                        registries=args.registries, container_log_max_size=args.container_log_max_size,
+                        container_log_max_files=args.container_log_max_files, flannel_backend=args.flannel_backend,
+                        cluster_cidr=args.cluster_cidr or "10.244.0.0/16", cluster_dns=args.cluster_dns or "10.96.0.10",
+                        cluster_domain=args.cluster_domain or "cluster.local", proxy=not args.disable_kube_proxy,
+                        lease_duration_seconds=args.node_lease_duration_seconds, cni_conf_dir=args.cni_conf_dir,
+                        apiserver_lb_port=args.apiserver_lb_port,
+                        cleanup_on_exit=args.cleanup_on_exit)
