@@ -45,7 +45,9 @@ async def test_login_page_and_cookie_flags(dashboard, tokens):
             page = await r.text()
             assert 'name="token"' in page and "Sign in" in page
             assert "skip" not in page.lower() and 'type="password"' not in page  # token only, no basic auth
-            assert "script-src" not in r.headers["Content-Security-Policy"]  # default-src 'none' covers it
+            csp = r.headers["Content-Security-Policy"]
+            assert "script-src 'self';" in csp and "unsafe-inline" not in csp and "default-src 'none'" in csp
+            assert "<script>" not in page  # our one script is a file: no inline script at all
             assert r.headers["X-Frame-Options"] == "DENY"
             login_cookie = _cookie_header(r, LOGIN_COOKIE)
         for flag in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/"):
@@ -120,7 +122,7 @@ async def test_browse_lists_and_details_escape_everything(dashboard, tokens, clu
         async with b.get("/namespaces") as r:
             assert f'href="/ns/{ns}/workloads"' in await r.text()
         # names that are not Kubernetes names never reach the API server
-        for path in ("/ns/default/pods/..%2F..%2Fsecrets", "/ns/Default/pods", "/ns/default/secrets",
+        for path in ("/ns/default/pods/..%2F..%2Fsecrets", "/ns/Default/pods", "/ns/default/widgets",
                      "/ns/default/pods/" + "%3Cb%3E"):
             async with b.get(path) as r:
                 assert r.status == 404, path

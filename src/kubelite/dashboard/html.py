@@ -41,11 +41,15 @@ def url(*segments: str, **query: str) -> str:
     return path
 
 
-def table(headers: list[str], rows: list[list[object]], empty: str = "Nothing to show") -> Html:
+def table(headers: list[str], rows: list[list[object]], empty: str = "Nothing to show",
+          row_classes: list[str] | None = None) -> Html:
     if not rows:
         return H('<p class="empty">{}</p>', empty)
     head = join(H("<th>{}</th>", h) for h in headers)
-    body = join(H("<tr>{}</tr>", join(H("<td>{}</td>", c) for c in row)) for row in rows)
+    classes = row_classes or [""] * len(rows)
+    body = join(H('<tr class="{}">{}</tr>', cls, join(H("<td>{}</td>", c) for c in row)) if cls
+                else H("<tr>{}</tr>", join(H("<td>{}</td>", c) for c in row)) for cls, row in zip(classes, rows,
+                                                                                                  strict=True))
     return H('<table class="list"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>', head, body)
 
 
@@ -80,4 +84,12 @@ textarea{width:100%;font-family:monospace}
 .login{max-width:520px;margin:60px auto;background:#fff;padding:24px;border-radius:4px}
 .actions form{display:inline-block;margin-right:12px}
 .empty{color:#666}
+tr.warning td{background:#fff4e5}tr.warning td:first-child{border-left:4px solid #e67700}
+.warning-badge{color:#a34700;font-weight:bold}
+.diff .add{background:#e6ffec;display:block}.diff .del{background:#ffebe9;display:block}
+button[disabled]{cursor:not-allowed}.why{color:#a34700;font-size:12px;margin-left:6px}
+.langs a,.langs span{color:#fff;margin-right:8px;font-size:12px}.login .lang,.login span{color:#326ce5;margin-right:8px}
+.cards{display:flex;gap:16px;flex-wrap:wrap}.card{background:#fff;padding:12px 16px;border-radius:4px;min-width:160px}
+.card b{font-size:22px;display:block}
+.logctl label{margin-right:10px}
 """

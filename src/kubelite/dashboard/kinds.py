@@ -184,6 +184,67 @@ def _node_row(n: Obj) -> list[Any]:
             (_status(n).get("nodeInfo") or {}).get("kubeletVersion", ""), internal]
 
 
+def _ing_row(i: Obj) -> list[Any]:
+    spec = _spec(i)
+    hosts = [r.get("host") or "*" for r in spec.get("rules") or []]
+    addrs = [x.get("ip") or x.get("hostname") for x in (_status(i).get("loadBalancer") or {}).get("ingress") or []]
+    return [spec.get("ingressClassName") or "<none>", ",".join(hosts) or "*", ",".join(a for a in addrs if a),
+            "80, 443" if spec.get("tls") else "80", _age(i)]
+
+
+def _secret_row(s: Obj) -> list[Any]:
+    return [s.get("type") or "Opaque", len(s.get("data") or {}), _age(s)]
+
+
+def _access(modes: list | None) -> str:
+    short = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+    return ",".join(short.get(m, m) for m in modes or [])
+
+
+def _pvc_row(c: Obj) -> list[Any]:
+    st, spec = _status(c), _spec(c)
+    return [st.get("phase") or "Pending", spec.get("volumeName") or "", (st.get("capacity") or {}).get("storage", ""),
+            _access(st.get("accessModes")), spec.get("storageClassName") or "", _age(c)]
+
+
+def _pv_row(v: Obj) -> list[Any]:
+    spec = _spec(v)
+    ref = spec.get("claimRef") or {}
+    claim = f"{ref.get('namespace')}/{ref.get('name')}" if ref else ""
+    return [(spec.get("capacity") or {}).get("storage", ""), _access(spec.get("accessModes")),
+            spec.get("persistentVolumeReclaimPolicy") or "", _status(v).get("phase") or "", claim,
+            spec.get("storageClassName") or "", _age(v)]
+
+
+def _sc_row(c: Obj) -> list[Any]:
+    default = (_meta(c).get("annotations") or {}).get("storageclass.kubernetes.io/is-default-class") == "true"
+    return [c.get("provisioner", "") + (" (default)" if default else ""), c.get("reclaimPolicy") or "Delete",
+            c.get("volumeBindingMode") or "Immediate", _age(c)]
+
+
+def _age_row(o: Obj) -> list[Any]:
+    return [_age(o)]
+
+
+def _binding_row(b: Obj) -> list[Any]:
+    ref = b.get("roleRef") or {}
+    subjects = [f"{s.get('kind')}/{s.get('name')}" for s in b.get("subjects") or []]
+    return [f"{ref.get('kind')}/{ref.get('name')}", ", ".join(subjects), _age(b)]
+
+
+def _crd_row(c: Obj) -> list[Any]:
+    spec = _spec(c)
+    return [spec.get("group", ""), (spec.get("names") or {}).get("kind", ""), spec.get("scope", ""),
+            ",".join(v.get("name", "") for v in spec.get("versions") or [] if v.get("served")), _age(c)]
+
+
+def _event_row(e: Obj) -> list[Any]:
+    inv = e.get("involvedObject") or e.get("regarding") or {}
+    last = e.get("lastTimestamp") or e.get("eventTime") or _meta(e).get("creationTimestamp")
+    return [e.get("type") or "Normal", e.get("reason") or "", f"{(inv.get('kind') or '').lower()}/{inv.get('name')}",
+            e.get("message") or e.get("note") or "", e.get("count") or 1, age(last)]
+
+
 KINDS: dict[str, Kind] = {k.key: k for k in (
     Kind("namespaces", "Namespaces", "", "v1", "Namespace", False, ("Status", "Age"), _ns_row, section="Cluster"),
     Kind("nodes", "Nodes", "", "v1", "Node", False, ("Status", "Roles", "Age", "Version", "Internal-IP"), _node_row,
@@ -202,7 +263,34 @@ KINDS: dict[str, Kind] = {k.key: k for k in (
     Kind("pods", "Pods", "", "v1", "Pod", True, ("Ready", "Status", "Restarts", "Age", "IP", "Node"), _pod_row),
     Kind("services", "Services", "", "v1", "Service", True,
          ("Type", "Cluster-IP", "External-IP", "Ports", "Age", "Selector"), _svc_row, section="Service"),
+    Kind("ingresses", "Ingresses", "networking.k8s.io", "v1", "Ingress", True,
+         ("Class", "Hosts", "Address", "Ports", "Age"), _ing_row, section="Service"),
     Kind("configmaps", "Config Maps", "", "v1", "ConfigMap", True, ("Data", "Age"), _cm_row, section="Config"),
+    Kind("secrets", "Secrets", "", "v1", "Secret", True, ("Type", "Data", "Age"), _secret_row, section="Config"),
+    Kind("persistentvolumeclaims", "Persistent Volume Claims", "", "v1", "PersistentVolumeClaim", True,
+         ("Status", "Volume", "Capacity", "Access modes", "Storage class", "Age"), _pvc_row, section="Config"),
+    Kind("serviceaccounts", "Service Accounts", "", "v1", "ServiceAccount", True, ("Age",), _age_row,
+         section="Access"),
+    Kind("roles", "Roles", "rbac.authorization.k8s.io", "v1", "Role", True, ("Age",), _age_row, section="Access"),
+    Kind("rolebindings", "Role Bindings", "rbac.authorization.k8s.io", "v1", "RoleBinding", True,
+         ("Role", "Subjects", "Age"), _binding_row, section="Access"),
+    Kind("events", "Events", "", "v1", "Event", True, ("Type", "Reason", "Object", "Message", "Count", "Last seen"),
+         _event_row, section="Cluster"),
+    Kind("persistentvolumes", "Persistent Volumes", "", "v1", "PersistentVolume", False,
+         ("Capacity", "Access modes", "Reclaim policy", "Status", "Claim", "Storage class", "Age"), _pv_row,
+         section="Cluster"),
+    Kind("storageclasses", "Storage Classes", "storage.k8s.io", "v1", "StorageClass", False,
+         ("Provisioner", "Reclaim policy", "Binding mode", "Age"), _sc_row, section="Cluster"),
+    Kind("clusterroles", "Cluster Roles", "rbac.authorization.k8s.io", "v1", "ClusterRole", False, ("Age",),
+         _age_row, section="Cluster"),
+    Kind("clusterrolebindings", "Cluster Role Bindings", "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding",
+         False, ("Role", "Subjects", "Age"), _binding_row, section="Cluster"),
+    Kind("customresourcedefinitions", "Custom Resource Definitions", "apiextensions.k8s.io", "v1",
+         "CustomResourceDefinition", False, ("Group", "Kind", "Scope", "Versions", "Age"), _crd_row,
+         section="Cluster"),
 )}
+
+RESTARTABLE = ("deployments", "statefulsets", "daemonsets")
+CLUSTER_KEYS = tuple(k.key for k in KINDS.values() if not k.namespaced)
 
 WORKLOADS = ("deployments", "replicasets", "statefulsets", "daemonsets", "jobs", "cronjobs", "pods")

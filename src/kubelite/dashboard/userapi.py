@@ -47,6 +47,15 @@ class UserApi:
         return await self.server.client.request(method, path, params=params, body=body, content_type=content_type,
                                                 raw=raw, headers=headers)
 
+    def stream(self, path: str, params: dict[str, str] | None = None):
+        """A long response (watch, log follow) as an aiohttp context manager; no total timeout, the caller
+        stops reading when its browser goes away."""
+        import aiohttp
+
+        client = self.server.client
+        return client.session.get(client.server_url + path, params=params, headers={**self._auth, "Accept": "*/*"},
+                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+
     async def whoami(self) -> dict[str, Any]:
         """The token's user (SelfSubjectReview); 401 when the API server does not accept the token."""
         review = await self.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body={

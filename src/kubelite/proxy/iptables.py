@@ -377,6 +377,7 @@ def build_rules(ports: Iterable[ServicePort], endpoints: Mapping[ServicePortKey,
     nr.append(f"-A {n.postrouting} -m mark ! --mark {mark}/{mark} -j RETURN")
     # clear the mark so that a packet re-traversing the stack is not masqueraded twice
     nr.append(f"-A {n.postrouting} -j MARK --xor-mark {mark}")
+    masquerade_at = len(nr)
     nr.append(f'-A {n.postrouting} -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE'
               + (" --random-fully" if opts.random_fully else ""))
     nr.append(f"-A {n.mark_masq} -j MARK --or-mark {mark}")
@@ -513,6 +514,11 @@ def build_rules(ports: Iterable[ServicePort], endpoints: Mapping[ServicePortKey,
             recent = f" -m recent --name {sep} --set" if sp.session_affinity_seconds is not None else ""
             rules_out.append(f"{head}{recent} {match} -j DNAT --to-destination {ep}")
 
+    if any(ipaddress.ip_address(ep.ip).is_loopback for eps in rs.programmed.values() for ep in eps):
+        # an endpoint on 127.0.0.0/8 (a host add-on bound to loopback, e.g. the dashboard): masquerading a
+        # loopback client picks the node's address as source, and that SYN to 127.0.0.1 is never answered
+        nr.insert(masquerade_at, f'-A {n.postrouting} -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment '
+                                 f'"loopback client of a loopback endpoint: no SNAT" -j RETURN')
     rs.skipped_rules = len(skipped_rules)
     for chain in sorted(set(existing_nat_chains) - rs.active_nat_chains):
         if n.is_service_chain(chain):
