@@ -143,6 +143,10 @@ class KubeletServer:
 
         user = await self._authenticate(request)
         if user is None:
+            # the kubelet API has no audit log: what it refuses (and, below, what it lets anonymous callers do)
+            # is logged, so an attempt on port 10250 leaves a trace on the node
+            log.warning("kubelet API: refused an unauthenticated %s %s from %s (401)", request.method,
+                        request.path, request.remote)
             return web.Response(status=401, text="Unauthorized")
         verb = _VERBS.get(request.method, "get")
         sub = subresource_for(request.path)
@@ -152,8 +156,13 @@ class KubeletServer:
             allowed, reason = await self._authorize(user, verb, sub)
         if not allowed:
             name = user.get("username", "")
+            log.warning("kubelet API: refused %s %s to %s (403: no %s on nodes/%s)", request.method, request.path,
+                        name, verb, sub)
             return web.Response(status=403, text=f"Forbidden (user={name}, verb={verb}, resource=nodes, "
                                                  f"subresource={sub})")
+        if user.get("username") == "system:anonymous":
+            log.warning("kubelet API: allowed an anonymous %s %s from %s (--anonymous-auth=true)", request.method,
+                        request.path, request.remote)
         request["user"] = user
         return await handler(request)
 

@@ -199,6 +199,20 @@ class LabCluster:
         else:
             raise RuntimeError(f"kubelite up did not become ready in {timeout:.0f}s:\n{self.log_tail()}")
         self.wait_node_ready(max(5.0, deadline - time.monotonic()))
+        if self.state.runtime == "runc":
+            # after a restart the Node still says Ready from before: wait for the kubelet itself to answer
+            self.wait_kubelet(max(5.0, deadline - time.monotonic()))
+
+    def wait_kubelet(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.state.kubelet_port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the kubelet did not listen on 127.0.0.1:{self.state.kubelet_port} in {timeout:.0f}s:\n"
+                           f"{self.log_tail()}")
 
     def wait_node_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

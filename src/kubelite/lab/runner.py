@@ -378,6 +378,15 @@ class Runner:
             self.say("  " + line)
         if not found:
             self.say("  " + msg("none_found", self.lang))
+        pattern = s.evidence.get("log")
+        if pattern:  # components without an audit log of their own (the kubelet API) leave their trace here
+            lines = self.log_matches(str(pattern), since)
+            self.say(f"-- {msg('evidence', self.lang)}: {self.cluster.log_path}")
+            for line in lines[-20:]:
+                self.say("  " + _clip(line))
+            if not lines:
+                self.say("  " + msg("none_found", self.lang))
+            found = found + lines
         ev = s.evidence.get("events")
         if ev:
             args = ["get", "events", "-n", ev.get("namespace", "default"), "--sort-by=.lastTimestamp"]
@@ -388,6 +397,27 @@ class Runner:
             self.say("  " + _clip(r.stdout.strip() or r.stderr.strip() or msg("none_found", self.lang))
                      .replace("\n", "\n  "))
         return found
+
+    def log_matches(self, pattern: str, since: str) -> list[str]:
+        """Lines of the cluster's log matching `pattern`, logged at or after `since` (RFC 3339, UTC)."""
+        regex = re.compile(pattern)
+        out = []
+        try:
+            f = open(self.cluster.log_path, errors="replace")
+        except OSError:
+            return out
+        with f:
+            for line in f:
+                if not regex.search(line):
+                    continue
+                try:  # "2026-12-08 01:20:17,309 name LEVEL message", local time
+                    when = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").astimezone(dt.UTC)
+                except ValueError:
+                    continue
+                if since and when.strftime("%Y-%m-%dT%H:%M:%S.%fZ") < since:
+                    continue
+                out.append(line.rstrip())
+        return out
 
     def audit_matches(self, queries: list[dict], since: str) -> list[str]:
         out = []

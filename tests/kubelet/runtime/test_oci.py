@@ -96,3 +96,16 @@ def test_security_and_resources():
     assert "network" not in types and "pid" not in types
     assert "CAP_SYS_ADMIN" in cfg["process"]["capabilities"]["bounding"]
     assert "seccomp" not in cfg["linux"]
+
+
+def test_privileged_gets_only_the_capabilities_the_runtime_holds():
+    from kubelite.kubelet.runtime import oci
+
+    assert len(oci.CAP_NUMBERS) == 41 and set(oci.ALL_CAPS) <= set(oci.CAP_NUMBERS)
+    everything = (1 << 41) - 1
+    assert oci.all_held_caps(everything) == oci.ALL_CAPS
+    # a sandbox without CAP_SYS_RESOURCE (bit 24) in its bounding set: runc would refuse to hand it on
+    held = oci.all_held_caps(everything & ~(1 << 24))
+    assert "CAP_SYS_RESOURCE" not in held and "CAP_SYS_ADMIN" in held and len(held) == len(oci.ALL_CAPS) - 1
+    caps = oci.capabilities({"securityContext": {"privileged": True}})
+    assert set(caps) == set(oci.all_held_caps())

@@ -7,6 +7,7 @@ the container's waiting reason CreateContainerConfigError.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable
@@ -31,6 +32,38 @@ ALL_CAPS = DEFAULT_CAPS + [
     "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_LEASE",
     "CAP_AUDIT_CONTROL", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
     "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"]
+
+CAP_NUMBERS = {name: i for i, name in enumerate([
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE"])}
+
+
+@functools.cache
+def bounding_set(status_path: str = "/proc/self/status") -> int | None:
+    """This process's capability bounding set (a mask), None when unknown."""
+    try:
+        with open(status_path) as f:
+            for line in f:
+                if line.startswith("CapBnd:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def all_held_caps(bounding: int | None = None) -> list[str]:
+    """Every capability, as far as this process may hand them on: a privileged container gets what its runtime
+    holds, as containerd gives it (runc refuses a capability outside the bounding set: "unable to apply caps")."""
+    mask = bounding_set() if bounding is None else bounding
+    if mask is None:
+        return list(ALL_CAPS)
+    return [c for c in ALL_CAPS if mask >> CAP_NUMBERS[c] & 1]
+
 
 # RuntimeDefault: allow everything except the syscalls every container runtime's default profile refuses
 # (a deny list rather than containerd's allow list: the same effect for ordinary workloads)
@@ -328,7 +361,7 @@ class Mount:
 def capabilities(container: Obj) -> list[str]:
     sc = container.get("securityContext") or {}
     if sc.get("privileged"):
-        return list(ALL_CAPS)
+        return all_held_caps()
     caps = list(DEFAULT_CAPS)
     wanted = sc.get("capabilities") or {}
 
@@ -342,7 +375,7 @@ def capabilities(container: Obj) -> list[str]:
     for c in wanted.get("add") or []:
         n = norm(c)
         if n == "CAP_ALL":
-            caps = list(ALL_CAPS)
+            caps = all_held_caps()
         elif n not in caps:
             caps.append(n)
     return caps
