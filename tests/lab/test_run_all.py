@@ -1,19 +1,12 @@
 """`kubelite lab run-all` end to end, with the real kubectl against real `kubelite up` clusters.
 
-CI runs a subset of API-only scenarios (no containers: seconds each). Set KUBELITE_LAB_ALL=1 for every
-scenario; the ones with real containers need root + runc and hold the real-node lock for their clusters."""
+CI runs every scenario; the ones with real containers need root + runc (skipped otherwise)."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-
-import pytest
-
-CI_SUBSET = "anonymous-admin,rbac-bind,impersonate"
-CONTAINERS = "sa-token-theft,privileged-hostpath,rbac-create-pods,kubelet-anonymous,flat-network"
 
 
 def run_all(tmp_path, only: str, *, lock: bool = False, timeout: float = 600) -> list[dict]:
@@ -43,18 +36,17 @@ def check(records: list[dict], stderr_hint: str = "") -> None:
         assert rec["ok"], rec
 
 
-def test_run_all_ci_subset(tmp_path):
-    records = run_all(tmp_path, CI_SUBSET)
-    assert [r["id"] for r in records] == CI_SUBSET.split(",")
+def test_run_all_every_scenario(tmp_path):
+    # every scenario, in CI too (~2.5 min here); the ones with containers skip themselves without root and runc.
+    # Like the suite's other real-node tests it takes no lock itself: run the suite under
+    # `flock /tmp/kubelite-realnode.lock` when another one may run real nodes at the same time
+    records = run_all(tmp_path, "", timeout=1200)
+    assert len(records) >= 15
     check(records)
     # the JSON shape the issue asks for
     assert set(records[0]) >= {"id", "weak", "defended", "evidence"}
-    assert any("system:anonymous" in line for line in records[0]["evidence"])
-
-
-@pytest.mark.skipif(not os.environ.get("KUBELITE_LAB_ALL"), reason="set KUBELITE_LAB_ALL=1 for every scenario")
-def test_run_all_every_scenario(tmp_path):
-    check(run_all(tmp_path, "", lock=os.geteuid() == 0, timeout=1200))
+    anonymous = next(r for r in records if r["id"] == "anonymous-admin")
+    assert any("system:anonymous" in line for line in anonymous["evidence"])
 
 
 def test_lab_list_and_zh(tmp_path):
