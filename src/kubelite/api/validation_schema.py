@@ -53,6 +53,17 @@ def conform(rt: ResourceType, obj: dict[str, Any]) -> Causes:
 OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
 
+def contains_null(value: Any) -> bool:
+    """Whether a null appears anywhere in `value` (the only thing `conform` changes)."""
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(contains_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_null(v) for v in value)
+    return False
+
+
 def conform_metadata(meta: dict[str, Any]) -> Causes:
     """`conform` for an ObjectMeta alone (custom resources: the rest is their structural schema's)."""
     definition = schemas.definitions().get(OBJECT_META)

@@ -16,7 +16,7 @@ from ..api import errors, kind_warnings, selectors, tables, validation, zerovalu
 from ..api.defaults import apply_defaults
 from ..api.jsoncopy import deep_copy
 from ..api.resources import ResourceType
-from ..api.validation_schema import conform
+from ..api.validation_schema import conform, contains_null
 from ..heap import collector_paused
 from ..storage.interface import (
     CompactedError,
@@ -408,7 +408,8 @@ def check_fields(rt: ResourceType, obj: Any, mode: str | None, duplicates: list[
 def as_go_decodes(rt: ResourceType, obj: Any) -> None:
     """Nulls in a built-in object to the zero values Go decoding gives them, before defaulting and admission
     read it (upstream's plugins never see a null list item); what remains wrong is validation's to report."""
-    if _strategy(rt) is None and isinstance(obj, dict):
+    # the schema walk only changes nulls: most bodies have none, and validation walks the object anyway
+    if _strategy(rt) is None and isinstance(obj, dict) and contains_null(obj):
         conform(rt, obj)
 
 
